@@ -1,0 +1,1 @@
+"""Batch pipeline: clean transactions, compute RFM, build and explain the segmentation model."""

@@ -1,0 +1,89 @@
+"""The RFM rules shared by the batch pipeline and the stream.
+
+Everything here is pure: scalar helpers the stream applies to one event, and the constants
+the batch pipeline vectorises. Keeping them in one module is what makes the two agree.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timedelta
+
+__all__ = [
+    "NON_PRODUCT_PATTERN",
+    "RETURN_PREFIX",
+    "SECONDS_PER_DAY",
+    "default_t_ref",
+    "is_product_code",
+    "is_return_invoice",
+    "matched_return_value",
+    "recency_days",
+]
+
+#: Stock codes made only of letters (and spaces) are postage, discounts, manual adjustments
+#: and fees (``POST``, ``D``, ``M``, ``BANK CHARGES``), not products.
+NON_PRODUCT_PATTERN = r"[A-Za-z ]+"
+_NON_PRODUCT = re.compile(NON_PRODUCT_PATTERN)
+
+#: Invoice numbers starting with this letter are returns (cancellations).
+RETURN_PREFIX = "C"
+
+SECONDS_PER_DAY = 86_400
+
+
+def is_product_code(sku: str) -> bool:
+    """Tell whether a stock code names a product.
+
+    Examples
+    --------
+    >>> is_product_code("85123A"), is_product_code("POST"), is_product_code("BANK CHARGES")
+    (True, False, False)
+    """
+    return _NON_PRODUCT.fullmatch(sku) is None
+
+
+def is_return_invoice(invoice: str) -> bool:
+    """Tell whether an invoice number marks a return.
+
+    >>> is_return_invoice("C536379"), is_return_invoice("536365")
+    (True, False)
+    """
+    return invoice.startswith(RETURN_PREFIX)
+
+
+def matched_return_value(bought: float, returned: float, returned_value: float) -> float:
+    """Value of the returned units that count against a customer for one stock code.
+
+    ``matched = min(returned, bought)`` units, valued at the return lines' mean unit price.
+    Units returned beyond what was bought (bought before the data window) are ignored.
+
+    >>> matched_return_value(bought=10, returned=4, returned_value=8.0)
+    8.0
+    >>> matched_return_value(bought=2, returned=4, returned_value=8.0)
+    4.0
+    >>> matched_return_value(bought=0, returned=4, returned_value=8.0)
+    0.0
+    """
+    if returned <= 0:
+        return 0.0
+    return min(returned, bought) * (returned_value / returned)
+
+
+def recency_days(last_purchase: datetime, now: datetime) -> int:
+    """Whole days (floor) from the last purchase to ``now``.
+
+    >>> recency_days(datetime(2011, 1, 18, 10, 1), datetime(2011, 12, 10))
+    325
+    """
+    return math.floor((now - last_purchase).total_seconds() / SECONDS_PER_DAY)
+
+
+def default_t_ref(last_transaction: datetime) -> datetime:
+    """The reference time used when none is given: midnight after the last transaction.
+
+    >>> default_t_ref(datetime(2011, 12, 9, 12, 50))
+    datetime.datetime(2011, 12, 10, 0, 0)
+    """
+    day = last_transaction.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day + timedelta(days=1)

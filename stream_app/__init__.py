@@ -1,0 +1,1 @@
+"""Stream processor: order events in, per-customer RFM in Redis, segment changes out."""
