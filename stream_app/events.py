@@ -1,0 +1,180 @@
+"""Wire contracts: order events in, segment changes and dead letters out (JSON)."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    "EARLIEST_EVENT_TIME",
+    "LATEST_EVENT_TIME",
+    "DeadLetter",
+    "InvalidEvent",
+    "OrderEvent",
+    "OrderLine",
+    "RFMValues",
+    "SegmentChange",
+    "parse_order_event",
+    "write_json_schemas",
+]
+
+#: Event times outside this range are treated as absurd (a unit mix-up, a zeroed field).
+EARLIEST_EVENT_TIME = datetime(1990, 1, 1, tzinfo=UTC)
+LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+class OrderLine(BaseModel):
+    """One line of an invoice. Quantities are positive for purchases and returns alike."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    sku: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    quantity: int = Field(gt=0)
+    unit_price: float = Field(ge=0)
+
+    @field_validator("unit_price")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("unit_price must be a finite number")
+        return value
+
+
+class OrderEvent(BaseModel):
+    """One invoice: a purchase or a return, keyed by ``customer_id`` on the orders topic."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: str = Field(min_length=1, max_length=128, description="Idempotency key")
+    kind: Literal["purchase", "return"]
+    order_id: str = Field(min_length=1, max_length=128)
+    customer_id: str = Field(min_length=1, max_length=64, pattern=r"^[^{}\s]+$")
+    occurred_at: datetime
+    country: str | None = None
+    lines: list[OrderLine] = Field(min_length=1)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _sane_time(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        if not EARLIEST_EVENT_TIME <= value < LATEST_EVENT_TIME:
+            raise ValueError(
+                f"occurred_at {value.isoformat()} is outside "
+                f"{EARLIEST_EVENT_TIME.date()}..{LATEST_EVENT_TIME.date()}"
+            )
+        return value.astimezone(UTC)
+
+
+class RFMValues(BaseModel):
+    """A customer's RFM at one moment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    recency_days: int
+    frequency: int
+    monetary: float
+
+
+class SegmentChange(BaseModel):
+    """A customer moved to another segment, keyed by ``customer_id``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    customer_id: str
+    previous_segment: str | None
+    segment: str
+    reason: Literal["order", "recency", "retrain"]
+    rfm: RFMValues
+    model_version: str
+    occurred_at: datetime
+    sequence: int = Field(
+        0, description="Per-customer, increasing: drop an event whose sequence you have seen"
+    )
+
+
+class DeadLetter(BaseModel):
+    """An input event that could not be used, with why and where it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    payload: str
+    failed_at: datetime
+
+
+class InvalidEvent(ValueError):
+    """An order event that fails validation; ``reason`` says why in one line."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def parse_order_event(payload: bytes | str) -> OrderEvent:
+    """Decode and validate one order event.
+
+    Raises
+    ------
+    InvalidEvent
+        Not JSON, or the JSON breaks the schema; the reason names the field.
+
+    Examples
+    --------
+    >>> parse_order_event('{"event_id": "1", "kind": "purchase", "order_id": "1", '
+    ...     '"customer_id": "7", "occurred_at": "2011-01-01T00:00:00Z", '
+    ...     '"lines": [{"sku": "A1", "quantity": 2, "unit_price": 1.5}]}').lines[0].quantity
+    2
+    >>> try:
+    ...     parse_order_event(b"not json")
+    ... except InvalidEvent as exc:
+    ...     print(exc.reason)
+    not JSON: Expecting value at line 1 column 1
+    """
+    try:
+        data = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent(f"not UTF-8 text: {exc.reason}") from exc
+    if not isinstance(data, dict):
+        raise InvalidEvent(f"not a JSON object but {type(data).__name__}")
+    try:
+        return OrderEvent.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidEvent(_describe(exc)) from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(step) for step in error["loc"]) or "event"
+        parts.append(f"{where}: {error['msg']}")
+    return "schema violation: " + "; ".join(parts)
+
+
+def write_json_schemas(directory: Path) -> list[Path]:
+    """Write the JSON Schema of each wire contract into ``directory``; return the paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    models: dict[str, type[BaseModel]] = {
+        "order_event": OrderEvent,
+        "segment_change": SegmentChange,
+        "dead_letter": DeadLetter,
+    }
+    for name, model in models.items():
+        schema: dict[str, Any] = model.model_json_schema()
+        path = directory / f"{name}.schema.json"
+        path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+        written.append(path)
+    return written

@@ -1,0 +1,51 @@
+"""Redis key formats, in one place.
+
+Every key of one customer shares the hash tag ``{customer_id}`` so that one Lua script can
+update them atomically, also on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Keys"]
+
+
+class Keys:
+    """Redis key builder for one key prefix (``rfm`` by default)."""
+
+    def __init__(self, prefix: str = "rfm") -> None:
+        self.prefix = prefix
+
+    def state(self, customer_id: str) -> str:
+        """Hash with the customer's RFM state and current segment."""
+        return f"{self.prefix}:{{{customer_id}}}:state"
+
+    def orders(self, customer_id: str) -> str:
+        """Set of applied event ids: the idempotency record."""
+        return f"{self.prefix}:{{{customer_id}}}:orders"
+
+    def items(self, customer_id: str) -> str:
+        """Hash of per-stock-code units bought, units returned and value returned."""
+        return f"{self.prefix}:{{{customer_id}}}:items"
+
+    def history(self, customer_id: str) -> str:
+        """List of the customer's recent segment changes (bounded)."""
+        return f"{self.prefix}:{{{customer_id}}}:history"
+
+    @property
+    def customers(self) -> str:
+        """Set of every customer id with state."""
+        return f"{self.prefix}:customers"
+
+    @property
+    def clock(self) -> str:
+        """The stream clock: largest event time seen (epoch seconds)."""
+        return f"{self.prefix}:clock"
+
+    @property
+    def counters(self) -> str:
+        """Hash of service-wide counters (events applied, duplicates, skipped lines, ...)."""
+        return f"{self.prefix}:counters"
+
+    def state_pattern(self) -> str:
+        """Glob matching every customer's state key."""
+        return f"{self.prefix}:{{*}}:state"

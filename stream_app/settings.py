@@ -1,0 +1,48 @@
+"""Configuration of the stream, read once from the environment (prefix ``RFM_``)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Clock", "Settings"]
+
+
+class Clock(str, Enum):
+    """Where "now" comes from when recency is computed."""
+
+    EVENT = "event"  # the largest event time seen (replays, tests)
+    WALL = "wall"  # the machine's clock (live)
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. Built once at start-up and passed down.
+
+    Each field is read from ``RFM_<NAME>``, e.g. ``RFM_KAFKA_BOOTSTRAP=127.0.0.1:9092``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RFM_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis DSN")
+    model_dir: Path = Field(Path("model"), description="Directory written by `rfm train`")
+    orders_topic: str = "orders"
+    changes_topic: str = "segment-changes"
+    dlq_topic: str = "orders.dlq"
+    topic_partitions: int = Field(4, ge=1)
+    app_id: str = Field("rfm-segments", description="Kafka consumer group of the workers")
+    clock: Clock = Clock.EVENT
+    batch_size: int = Field(500, ge=1, description="Events applied per Redis round trip")
+    batch_window_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch")
+    session_timeout_s: float = Field(10.0, gt=0, description="Kafka consumer session timeout")
+    web_port: int = Field(6066, description="Port of the worker's faust web server")
+    key_prefix: str = Field("rfm", description="Prefix of every Redis key")
+
+    @property
+    def kafka_url(self) -> str:
+        """The broker address in faust's ``kafka://`` form."""
+        hosts = ";".join(f"kafka://{host.strip()}" for host in self.kafka_bootstrap.split(","))
+        return hosts
