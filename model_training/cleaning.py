@@ -33,8 +33,9 @@ CLEANING_RULES = (
 class CleanLines:
     """Transaction lines that count, with what each rule removed.
 
-    ``lines`` keeps the loader's columns plus ``is_return`` (bool), ``units`` (positive int:
-    units bought or returned) and ``value`` (``units * unit_price``).
+    ``lines`` keeps the loader's columns plus ``invoice_time`` (the earliest time among the
+    invoice's attributable lines), ``is_return`` (bool), ``units`` (positive int: units bought
+    or returned) and ``value`` (``units * unit_price``).
     """
 
     lines: pd.DataFrame
@@ -61,7 +62,10 @@ def clean_transactions(frame: pd.DataFrame) -> CleanLines:
 
     duplicated = lines.duplicated(keep="first")
     counts["duplicate_lines"] = int(duplicated.sum())
-    lines = lines[~duplicated]
+    lines = lines[~duplicated].copy()
+    # An invoice's time is its earliest attributable line, fixed before any line is judged
+    # a non-product so that the stream (which sees whole invoices) agrees.
+    lines["invoice_time"] = lines.groupby("invoice", observed=True)["invoiced_at"].transform("min")
 
     non_product = lines["sku"].str.fullmatch(NON_PRODUCT_PATTERN).fillna(False).astype(bool)
     counts["non_product"] = int(non_product.sum())

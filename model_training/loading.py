@@ -98,8 +98,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 def _read_xlsx(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_excel(path, dtype=str, engine="openpyxl", keep_default_na=False,
-                             na_values=[""])
+        return pd.read_excel(
+            path, dtype=str, engine="openpyxl", keep_default_na=False, na_values=[""]
+        )
     except Exception as exc:  # openpyxl raises many unrelated types for a bad workbook
         raise InvalidInputError(str(path), f"not a readable .xlsx workbook: {exc}") from exc
 
@@ -127,9 +128,7 @@ def normalise_frame(raw: pd.DataFrame, name: str) -> pd.DataFrame:
     for column, source in (("invoice", "InvoiceNo"), ("sku", "StockCode")):
         blank = frame[column].isna()
         if blank.any():
-            raise InvalidInputError(
-                name, "empty value", line=_line(blank), column=source
-            )
+            raise InvalidInputError(name, "empty value", line=_line(blank), column=source)
     return frame
 
 
@@ -157,8 +156,7 @@ def _parse_dates(values: pd.Series, name: str) -> pd.Series:
     present = text.dropna()
     if present.empty:
         if len(text):
-            raise InvalidInputError(name, "empty date", line=_FIRST_DATA_LINE,
-                                    column="InvoiceDate")
+            raise InvalidInputError(name, "empty date", line=_FIRST_DATA_LINE, column="InvoiceDate")
         return pd.Series(pd.to_datetime([]), index=values.index, dtype="datetime64[ns]")
     sample = str(present.iloc[0])
     for fmt in _DATE_FORMATS:
@@ -177,7 +175,9 @@ def _parse_dates(values: pd.Series, name: str) -> pd.Series:
         line = _line(bad)
         value = text.iloc[line - _FIRST_DATA_LINE]
         raise InvalidInputError(
-            name, f"{value!r} is not a date in the file's format ({fmt})", line=line,
+            name,
+            f"{value!r} is not a date in the file's format ({fmt})",
+            line=line,
             column="InvoiceDate",
         )
     return parsed.astype("datetime64[ns]")

@@ -4,7 +4,8 @@ Semantics (DESIGN.md): ``frequency`` counts distinct purchase invoices; ``moneta
 value of purchase lines minus the value of matched returned units (per customer and stock
 code, ``min(returned, bought)`` units at the return lines' mean unit price); ``recency_days``
 is the floor of whole days from the last purchase to ``t_ref``. An invoice's time is the
-earliest time among its lines (an invoice keyed in across a minute boundary has two).
+earliest time among its attributable lines (an invoice keyed in across a minute boundary
+has two), see :mod:`model_training.cleaning`.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def compute_rfm(clean: CleanLines, t_ref: datetime) -> pd.DataFrame:
 
     invoices = (
         purchases.groupby(["customer_id", "invoice"], sort=False, observed=True)
-        .agg(invoiced_at=("invoiced_at", "min"), country=("country", "first"))
+        .agg(invoiced_at=("invoice_time", "first"), country=("country", "first"))
         .reset_index()
     )
     per_customer = invoices.groupby("customer_id", sort=True, observed=True).agg(

@@ -46,6 +46,11 @@ class Keys:
         """Hash of service-wide counters (events applied, duplicates, skipped lines, ...)."""
         return f"{self.prefix}:counters"
 
+    def customer_of(self, key: str) -> str:
+        """The customer id inside one of this prefix's per-customer keys."""
+        start = key.index("{") + 1
+        return key[start : key.index("}", start)]
+
     def state_pattern(self) -> str:
         """Glob matching every customer's state key."""
         return f"{self.prefix}:{{*}}:state"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field
@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = ["Clock", "Settings"]
 
 
-class Clock(str, Enum):
+class Clock(StrEnum):
     """Where "now" comes from when recency is computed."""
 
     EVENT = "event"  # the largest event time seen (replays, tests)

@@ -1,0 +1,94 @@
+"""What one order event does to a customer's state, decided without any I/O.
+
+The stream applies the same rules as the batch pipeline (:mod:`model_training.rules`): lines
+whose stock code is not a product or whose price is zero change nothing but are counted,
+exact duplicate lines within an event count once, and the rest is summed per stock code so
+that the Redis script receives one entry per stock code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model_training.rules import is_product_code
+from stream_app.events import OrderEvent
+
+__all__ = ["ItemDelta", "OrderEffect", "order_effect"]
+
+
+@dataclass(frozen=True, slots=True)
+class ItemDelta:
+    """Units and their value for one stock code within one event."""
+
+    sku: str
+    units: int
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEffect:
+    """The part of an order event that touches RFM state."""
+
+    customer_id: str
+    event_id: str
+    is_return: bool
+    occurred_at: float  # epoch seconds
+    country: str
+    items: tuple[ItemDelta, ...]
+    skipped_non_product: int = 0
+    skipped_zero_price: int = 0
+    skipped_duplicate: int = 0
+
+    @property
+    def counts_as_purchase(self) -> bool:
+        """A purchase with at least one valid line adds to frequency."""
+        return not self.is_return and bool(self.items)
+
+
+def order_effect(event: OrderEvent) -> OrderEffect:
+    """Reduce a validated order event to its effect on RFM state.
+
+    Examples
+    --------
+    >>> from stream_app.events import parse_order_event
+    >>> event = parse_order_event(
+    ...     '{"event_id": "536365", "kind": "purchase", "order_id": "536365",'
+    ...     ' "customer_id": "17850", "occurred_at": "2010-12-01T08:26:00Z",'
+    ...     ' "lines": [{"sku": "85123A", "quantity": 6, "unit_price": 2.55},'
+    ...     '           {"sku": "85123A", "quantity": 2, "unit_price": 2.55},'
+    ...     '           {"sku": "POST", "quantity": 1, "unit_price": 18.0}]}')
+    >>> effect = order_effect(event)
+    >>> effect.items, effect.skipped_non_product
+    ((ItemDelta(sku='85123A', units=8, value=20.4),), 1)
+    """
+    units: dict[str, int] = {}
+    values: dict[str, float] = {}
+    seen: set[tuple[str, str | None, int, float]] = set()
+    non_product = zero_price = duplicate = 0
+    for line in event.lines:
+        identity = (line.sku, line.description, line.quantity, line.unit_price)
+        if identity in seen:
+            # The batch pipeline drops exact duplicate lines; so does the stream.
+            duplicate += 1
+            continue
+        seen.add(identity)
+        if not is_product_code(line.sku):
+            non_product += 1
+            continue
+        if line.unit_price <= 0:
+            zero_price += 1
+            continue
+        units[line.sku] = units.get(line.sku, 0) + line.quantity
+        values[line.sku] = values.get(line.sku, 0.0) + line.quantity * line.unit_price
+    items = tuple(ItemDelta(sku, units[sku], values[sku]) for sku in sorted(units))
+    return OrderEffect(
+        customer_id=event.customer_id,
+        event_id=event.event_id,
+        is_return=event.kind == "return",
+        occurred_at=event.occurred_at.timestamp(),
+        country=event.country or "",
+        items=items,
+        skipped_non_product=non_product,
+        skipped_zero_price=zero_price,
+        skipped_duplicate=duplicate,
+    )

@@ -1,0 +1,248 @@
+"""The customer-state store on Redis: one Lua call per event, pipelined per batch."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
+from importlib.resources import files
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from stream_app.effects import OrderEffect
+from stream_app.exceptions import StoreUnavailableError
+from stream_app.names import Keys
+from stream_app.state import CustomerState, ItemTotals
+from stream_app.store import Applied, SegmentUpdate
+
+__all__ = ["RedisStore", "decode_state"]
+
+_FLOAT_FIELDS = ("spent", "returned_matched", "first_purchase", "last_purchase", "segment_since")
+
+
+def _script(name: str) -> str:
+    return files("stream_app").joinpath(name).read_text()
+
+
+def decode_state(customer_id: str, fields: Mapping[str, str]) -> CustomerState:
+    """Build a :class:`CustomerState` (without items and event ids) from its Redis hash."""
+
+    def number(name: str) -> float | None:
+        value = fields.get(name)
+        return float(value) if value not in (None, "") else None
+
+    return CustomerState(
+        customer_id=customer_id,
+        frequency=int(fields.get("frequency") or 0),
+        spent=number("spent") or 0.0,
+        returned_matched=number("returned_matched") or 0.0,
+        first_purchase=number("first_purchase"),
+        last_purchase=number("last_purchase"),
+        last_order=fields.get("last_order", ""),
+        country=fields.get("country", ""),
+        segment=fields.get("segment") or None,
+        segment_since=number("segment_since"),
+        model_version=fields.get("model_version") or None,
+        sequence=int(fields.get("sequence") or 0),
+    )
+
+
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+class RedisStore:
+    """Customer state in Redis, laid out as DESIGN.md fixes it.
+
+    Parameters
+    ----------
+    client
+        A ``redis.asyncio.Redis`` created with ``decode_responses=True``.
+    keys
+        The key builder (its prefix separates deployments sharing one Redis).
+    """
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, max_history: int = 50) -> None:
+        # redis-py's annotations do not model decode_responses=True; values are str here.
+        self.client: Any = client
+        self.keys = keys
+        self.max_history = max_history
+        self._apply = client.register_script(_script("apply.lua"))
+        self._record = client.register_script(_script("record_segment.lua"))
+        self._clock = client.register_script(_script("advance_clock.lua"))
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "rfm") -> RedisStore:
+        """Connect to the Redis at ``url`` (a ``redis://`` DSN)."""
+        client = aioredis.Redis.from_url(url, decode_responses=True)
+        return cls(client, Keys(prefix))
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self.client.aclose()
+
+    async def ping(self) -> None:
+        """Check that Redis answers."""
+        try:
+            await self.client.ping()
+        except RedisError as exc:
+            raise StoreUnavailableError(f"Redis does not answer: {exc}") from exc
+
+    async def apply(self, effects: Sequence[OrderEffect]) -> list[Applied]:
+        if not effects:
+            return []
+        keys = self.keys
+        pipe = self.client.pipeline(transaction=False)
+        for effect in effects:
+            args: list[Any] = [
+                effect.event_id,
+                1 if effect.is_return else 0,
+                repr(effect.occurred_at),
+                effect.country,
+                len(effect.items),
+                repr(sum(item.value for item in effect.items)),
+            ]
+            for item in effect.items:
+                args.extend((item.sku, item.units, repr(item.value)))
+            customer = effect.customer_id
+            await self._apply(
+                keys=[keys.state(customer), keys.orders(customer), keys.items(customer)],
+                args=args,
+                client=pipe,
+            )
+        replies = await self._execute(pipe)
+        return [
+            Applied(decode_state(effect.customer_id, _pairs(reply[1])), bool(reply[0]))
+            for effect, reply in zip(effects, replies, strict=True)
+        ]
+
+    async def record_segments(self, updates: Sequence[SegmentUpdate]) -> int:
+        if not updates:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for update in updates:
+            customer = update.customer_id
+            await self._record(
+                keys=[self.keys.state(customer), self.keys.history(customer)],
+                args=[
+                    update.segment,
+                    update.previous_segment or "",
+                    repr(update.since),
+                    update.model_version,
+                    update.sequence,
+                    update.history_entry,
+                    self.max_history,
+                ],
+                client=pipe,
+            )
+        return sum(int(reply) for reply in await self._execute(pipe))
+
+    async def get(self, customer_id: str) -> CustomerState | None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.keys.state(customer_id))
+        pipe.hgetall(self.keys.items(customer_id))
+        pipe.smembers(self.keys.orders(customer_id))
+        fields, raw_items, orders = await self._execute(pipe)
+        if not fields:
+            return None
+        state = decode_state(customer_id, fields)
+        items: dict[str, ItemTotals] = {}
+        for sku in {name[2:] for name in raw_items}:
+            items[sku] = ItemTotals(
+                bought=int(raw_items.get(f"b:{sku}", 0)),
+                returned=int(raw_items.get(f"r:{sku}", 0)),
+                returned_value=float(raw_items.get(f"v:{sku}", 0.0)),
+            )
+        return replace(state, items=items, orders=frozenset(orders))
+
+    async def scan(self, batch_size: int = 1000) -> AsyncIterator[list[CustomerState]]:
+        pattern = self.keys.state_pattern()
+        cursor = 0
+        while True:
+            try:
+                cursor, names = await self.client.scan(cursor, match=pattern, count=batch_size)
+            except RedisError as exc:
+                raise StoreUnavailableError(f"Redis scan failed: {exc}") from exc
+            if names:
+                pipe = self.client.pipeline(transaction=False)
+                for name in names:
+                    pipe.hgetall(name)
+                hashes = await self._execute(pipe)
+                yield [
+                    decode_state(self.keys.customer_of(name), fields)
+                    for name, fields in zip(names, hashes, strict=True)
+                    if fields
+                ]
+            if int(cursor) == 0:
+                return
+
+    async def put(self, states: Sequence[CustomerState]) -> None:
+        """Write whole states (items and event ids included), replacing what is there."""
+        pipe = self.client.pipeline(transaction=False)
+        for state in states:
+            customer = state.customer_id
+            fields: dict[str, str | int] = {
+                "frequency": state.frequency,
+                "spent": repr(state.spent),
+                "returned_matched": repr(state.returned_matched),
+                "last_order": state.last_order,
+                "country": state.country,
+                "sequence": state.sequence,
+            }
+            for name in ("first_purchase", "last_purchase", "segment_since"):
+                value = getattr(state, name)
+                if value is not None:
+                    fields[name] = repr(value)
+            if state.segment is not None:
+                fields["segment"] = state.segment
+            if state.model_version is not None:
+                fields["model_version"] = state.model_version
+            keys = [self.keys.state(customer), self.keys.items(customer)]
+            pipe.delete(*keys, self.keys.orders(customer))
+            pipe.hset(keys[0], mapping=fields)
+            item_fields: dict[str, str | int] = {}
+            for sku, totals in state.items.items():
+                if totals.bought:
+                    item_fields[f"b:{sku}"] = totals.bought
+                if totals.returned:
+                    item_fields[f"r:{sku}"] = totals.returned
+                    item_fields[f"v:{sku}"] = repr(totals.returned_value)
+            if item_fields:
+                pipe.hset(keys[1], mapping=item_fields)
+            if state.orders:
+                pipe.sadd(self.keys.orders(customer), *state.orders)
+        await self._execute(pipe)
+
+    async def advance_clock(self, event_time: float) -> float:
+        try:
+            value = await self._clock(keys=[self.keys.clock], args=[repr(event_time)])
+        except RedisError as exc:
+            raise StoreUnavailableError(f"Redis clock update failed: {exc}") from exc
+        return float(value)
+
+    async def clock(self) -> float | None:
+        value = await self.client.get(self.keys.clock)
+        return float(value) if value is not None else None
+
+    async def add_counters(self, counts: Mapping[str, int]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for name, value in counts.items():
+            if value:
+                pipe.hincrby(self.keys.counters, name, value)
+        await self._execute(pipe)
+
+    async def counters(self) -> dict[str, int]:
+        raw: dict[str, str] = await self.client.hgetall(self.keys.counters)
+        return {name: int(value) for name, value in raw.items()}
+
+    async def history(self, customer_id: str) -> list[str]:
+        entries: list[str] = await self.client.lrange(self.keys.history(customer_id), 0, -1)
+        return entries
+
+    async def _execute(self, pipe: Any) -> list[Any]:
+        try:
+            replies: list[Any] = await pipe.execute()
+        except RedisError as exc:
+            raise StoreUnavailableError(f"Redis call failed: {exc}") from exc
+        return replies

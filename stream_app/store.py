@@ -1,0 +1,149 @@
+"""The customer-state store: one seam, a Redis implementation and an in-memory one."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from stream_app.effects import OrderEffect
+from stream_app.state import CustomerState, apply_effect
+
+__all__ = ["Applied", "CustomerStore", "MemoryStore", "SegmentUpdate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """Outcome of applying one event: the customer's state afterwards, and whether it was new."""
+
+    state: CustomerState
+    applied: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentUpdate:
+    """Record that a customer is now in ``segment`` (after the change event was published)."""
+
+    customer_id: str
+    segment: str
+    previous_segment: str | None
+    since: float
+    model_version: str
+    sequence: int
+    history_entry: str  # the published change, JSON
+
+
+class CustomerStore(Protocol):
+    """Where per-customer RFM state lives. Every method batches its round trips."""
+
+    async def apply(self, effects: Sequence[OrderEffect]) -> list[Applied]:
+        """Apply each event once, atomically per event, in order; return the states after."""
+        ...
+
+    async def record_segments(self, updates: Sequence[SegmentUpdate]) -> int:
+        """Store new segments; skip an update whose ``previous_segment`` is stale.
+
+        Returns the number stored.
+        """
+        ...
+
+    async def get(self, customer_id: str) -> CustomerState | None:
+        """The full state of one customer (items and applied event ids included)."""
+        ...
+
+    def scan(self, batch_size: int = 1000) -> AsyncIterator[list[CustomerState]]:
+        """Every customer's state, in batches, without items and event ids."""
+        ...
+
+    async def put(self, states: Sequence[CustomerState]) -> None:
+        """Write whole states (items and applied event ids included), replacing what is there."""
+        ...
+
+    async def advance_clock(self, event_time: float) -> float:
+        """Move the event-time clock forward to ``event_time`` (never back); return it."""
+        ...
+
+    async def clock(self) -> float | None:
+        """The event-time clock: the largest event time seen, or None."""
+        ...
+
+    async def add_counters(self, counts: Mapping[str, int]) -> None:
+        """Add to the service-wide counters."""
+        ...
+
+    async def counters(self) -> dict[str, int]:
+        """The service-wide counters."""
+        ...
+
+    async def history(self, customer_id: str) -> list[str]:
+        """The customer's recent segment changes, newest first, as JSON texts."""
+        ...
+
+
+class MemoryStore:
+    """In-process store for unit tests and tools; the same behaviour as the Redis store."""
+
+    def __init__(self, max_history: int = 50) -> None:
+        self._states: dict[str, CustomerState] = {}
+        self._history: dict[str, list[str]] = {}
+        self._clock: float | None = None
+        self._counters: dict[str, int] = {}
+        self._max_history = max_history
+
+    async def apply(self, effects: Sequence[OrderEffect]) -> list[Applied]:
+        results = []
+        for effect in effects:
+            before = self._states.get(effect.customer_id) or CustomerState(effect.customer_id)
+            after, applied = apply_effect(before, effect)
+            self._states[effect.customer_id] = after
+            results.append(Applied(after, applied))
+        return results
+
+    async def record_segments(self, updates: Sequence[SegmentUpdate]) -> int:
+        stored = 0
+        for update in updates:
+            state = self._states.get(update.customer_id) or CustomerState(update.customer_id)
+            if state.segment != update.previous_segment:
+                continue
+            self._states[update.customer_id] = replace(
+                state,
+                segment=update.segment,
+                segment_since=update.since,
+                model_version=update.model_version,
+                sequence=max(state.sequence, update.sequence),
+            )
+            entries = self._history.setdefault(update.customer_id, [])
+            entries.insert(0, update.history_entry)
+            del entries[self._max_history :]
+            stored += 1
+        return stored
+
+    async def get(self, customer_id: str) -> CustomerState | None:
+        return self._states.get(customer_id)
+
+    async def scan(self, batch_size: int = 1000) -> AsyncIterator[list[CustomerState]]:
+        states = [replace(state, items={}, orders=frozenset()) for state in self._states.values()]
+        for start in range(0, len(states), batch_size):
+            yield states[start : start + batch_size]
+
+    async def put(self, states: Sequence[CustomerState]) -> None:
+        for state in states:
+            self._states[state.customer_id] = state
+
+    async def advance_clock(self, event_time: float) -> float:
+        if self._clock is None or event_time > self._clock:
+            self._clock = event_time
+        return self._clock
+
+    async def clock(self) -> float | None:
+        return self._clock
+
+    async def add_counters(self, counts: Mapping[str, int]) -> None:
+        for name, value in counts.items():
+            self._counters[name] = self._counters.get(name, 0) + value
+
+    async def counters(self) -> dict[str, int]:
+        return dict(self._counters)
+
+    async def history(self, customer_id: str) -> list[str]:
+        return list(self._history.get(customer_id, []))
