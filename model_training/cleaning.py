@@ -18,7 +18,14 @@ import pandas as pd
 
 from model_training.rules import NON_PRODUCT_PATTERN, RETURN_PREFIX
 
-__all__ = ["CLEANING_RULES", "CleanLines", "clean_transactions"]
+__all__ = [
+    "CLEANING_RULES",
+    "CleanLines",
+    "attributable_lines",
+    "clean_transactions",
+    "inconsistent_quantity",
+    "return_mask",
+]
 
 CLEANING_RULES = (
     "missing_customer_or_description",
@@ -48,14 +55,14 @@ class CleanLines:
         return len(self.lines)
 
 
-def clean_transactions(frame: pd.DataFrame) -> CleanLines:
-    """Apply the cleaning rules to a frame from :func:`~model_training.loading.load_transactions`.
+def attributable_lines(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Rules 1 and 2: the lines that can be attributed to a customer, without duplicates.
 
-    Vectorised: no per-row Python. Returns the kept lines and the count removed by each rule.
+    Also adds ``invoice_time``, the earliest time among the invoice's attributable lines. The
+    replayer turns exactly these lines into order events; the remaining rules are applied by
+    both the batch pipeline and the stream.
     """
     counts: dict[str, int] = {}
-    rows_in = len(frame)
-
     keep = frame["customer_id"].notna() & frame["description"].notna()
     counts["missing_customer_or_description"] = int((~keep).sum())
     lines = frame[keep]
@@ -63,9 +70,19 @@ def clean_transactions(frame: pd.DataFrame) -> CleanLines:
     duplicated = lines.duplicated(keep="first")
     counts["duplicate_lines"] = int(duplicated.sum())
     lines = lines[~duplicated].copy()
-    # An invoice's time is its earliest attributable line, fixed before any line is judged
-    # a non-product so that the stream (which sees whole invoices) agrees.
+    # Fixed before any line is judged a non-product so that the stream, which sees whole
+    # invoices, agrees.
     lines["invoice_time"] = lines.groupby("invoice", observed=True)["invoiced_at"].transform("min")
+    return lines, counts
+
+
+def clean_transactions(frame: pd.DataFrame) -> CleanLines:
+    """Apply the cleaning rules to a frame from :func:`~model_training.loading.load_transactions`.
+
+    Vectorised: no per-row Python. Returns the kept lines and the count removed by each rule.
+    """
+    rows_in = len(frame)
+    lines, counts = attributable_lines(frame)
 
     non_product = lines["sku"].str.fullmatch(NON_PRODUCT_PATTERN).fillna(False).astype(bool)
     counts["non_product"] = int(non_product.sum())
@@ -75,8 +92,8 @@ def clean_transactions(frame: pd.DataFrame) -> CleanLines:
     counts["zero_price"] = int(zero_price.sum())
     lines = lines[~zero_price]
 
-    is_return = lines["invoice"].str.startswith(RETURN_PREFIX).fillna(False).astype(bool)
-    inconsistent = (is_return & (lines["quantity"] >= 0)) | (~is_return & (lines["quantity"] <= 0))
+    is_return = return_mask(lines)
+    inconsistent = inconsistent_quantity(lines, is_return)
     counts["inconsistent_quantity"] = int(inconsistent.sum())
     keep_lines = ~inconsistent
     lines = lines[keep_lines].copy()
@@ -86,3 +103,14 @@ def clean_transactions(frame: pd.DataFrame) -> CleanLines:
     lines["units"] = lines["quantity"].abs().astype("int64")
     lines["value"] = lines["units"] * lines["unit_price"]
     return CleanLines(lines=lines, counts=counts, rows_in=rows_in)
+
+
+def return_mask(lines: pd.DataFrame) -> pd.Series:
+    """True for lines of return invoices (invoice number starting with ``C``)."""
+    return lines["invoice"].str.startswith(RETURN_PREFIX).fillna(False).astype(bool)
+
+
+def inconsistent_quantity(lines: pd.DataFrame, is_return: pd.Series) -> pd.Series:
+    """True where the quantity's sign disagrees with the invoice kind (or is zero)."""
+    quantity = lines["quantity"]
+    return (is_return & (quantity >= 0)) | (~is_return & (quantity <= 0))

@@ -18,7 +18,7 @@ import pandas as pd
 from model_training.cleaning import CleanLines
 from model_training.rules import SECONDS_PER_DAY, default_t_ref
 
-__all__ = ["RFM_COLUMNS", "compute_rfm", "default_reference_time"]
+__all__ = ["RFM_COLUMNS", "compute_rfm", "default_reference_time", "matched_return_values"]
 
 RFM_COLUMNS = ["recency_days", "frequency", "monetary"]
 
@@ -62,7 +62,7 @@ def compute_rfm(clean: CleanLines, t_ref: datetime) -> pd.DataFrame:
     per_customer["country"] = latest.set_index("customer_id")["country"]
 
     spent = purchases.groupby("customer_id", observed=True)["value"].sum()
-    per_customer["monetary"] = spent - _matched_return_value(purchases, returns).reindex(
+    per_customer["monetary"] = spent - matched_return_values(purchases, returns).reindex(
         per_customer.index, fill_value=0.0
     )
 
@@ -74,7 +74,7 @@ def compute_rfm(clean: CleanLines, t_ref: datetime) -> pd.DataFrame:
     return per_customer[[*RFM_COLUMNS, "first_purchase", "last_purchase", "country"]]
 
 
-def _matched_return_value(purchases: pd.DataFrame, returns: pd.DataFrame) -> pd.Series:
+def matched_return_values(purchases: pd.DataFrame, returns: pd.DataFrame) -> pd.Series:
     """Per customer, the value of returned units matched to units bought (per stock code)."""
     if returns.empty:
         return pd.Series(dtype="float64")
@@ -84,6 +84,6 @@ def _matched_return_value(purchases: pd.DataFrame, returns: pd.DataFrame) -> pd.
         returned=("units", "sum"), returned_value=("value", "sum")
     )
     items = returned.join(bought, how="left").fillna({"bought": 0})
-    matched = np.minimum(items["returned"], items["bought"])
+    matched = items[["returned", "bought"]].min(axis=1)
     value = matched * (items["returned_value"] / items["returned"])
     return value.groupby(level="customer_id", observed=True).sum()

@@ -1,9 +1,10 @@
 """What one order event does to a customer's state, decided without any I/O.
 
 The stream applies the same rules as the batch pipeline (:mod:`model_training.rules`): lines
-whose stock code is not a product or whose price is zero change nothing but are counted,
-exact duplicate lines within an event count once, and the rest is summed per stock code so
-that the Redis script receives one entry per stock code.
+whose stock code is not a product or whose price is zero change nothing but are counted, and
+the rest is summed per stock code so that the Redis script receives one entry per stock code.
+Two equal lines in one event are two lines: dropping exact duplicate rows is a property of a
+source file, which the replayer applies before publishing (as the batch pipeline does).
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ class OrderEffect:
     items: tuple[ItemDelta, ...]
     skipped_non_product: int = 0
     skipped_zero_price: int = 0
-    skipped_duplicate: int = 0
 
     @property
     def counts_as_purchase(self) -> bool:
@@ -63,15 +63,8 @@ def order_effect(event: OrderEvent) -> OrderEffect:
     """
     units: dict[str, int] = {}
     values: dict[str, float] = {}
-    seen: set[tuple[str, str | None, int, float]] = set()
-    non_product = zero_price = duplicate = 0
+    non_product = zero_price = 0
     for line in event.lines:
-        identity = (line.sku, line.description, line.quantity, line.unit_price)
-        if identity in seen:
-            # The batch pipeline drops exact duplicate lines; so does the stream.
-            duplicate += 1
-            continue
-        seen.add(identity)
         if not is_product_code(line.sku):
             non_product += 1
             continue
@@ -90,5 +83,4 @@ def order_effect(event: OrderEvent) -> OrderEffect:
         items=items,
         skipped_non_product=non_product,
         skipped_zero_price=zero_price,
-        skipped_duplicate=duplicate,
     )

@@ -1,0 +1,53 @@
+"""Small Kafka chores shared by the tools: create topics, read a group's committed offsets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from stream_app.exceptions import BrokerUnavailableError
+
+__all__ = ["committed_offsets", "ensure_topics"]
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+    """Create the topics that do not exist yet (existing ones are left as they are)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(name, partitions, 1) for name in names if name not in existing]
+        if missing:
+            response = await admin.create_topics(missing)
+            for topic, code, message in response.topic_errors:
+                if code not in (0, _TOPIC_ALREADY_EXISTS):
+                    raise BrokerUnavailableError(f"cannot create topic {topic}: {message}")
+    except KafkaError as exc:
+        raise BrokerUnavailableError(f"Kafka at {bootstrap} does not answer: {exc}") from exc
+    finally:
+        await admin.close()
+
+
+async def committed_offsets(
+    bootstrap: str, group: str, partitions: Iterable[TopicPartition]
+) -> Mapping[TopicPartition, int]:
+    """The offsets ``group`` has committed (-1 where it has committed none)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    try:
+        await consumer.start()
+        result = {}
+        for partition in partitions:
+            offset = await consumer.committed(partition)
+            result[partition] = -1 if offset is None else int(offset)
+        return result
+    except KafkaError as exc:
+        raise BrokerUnavailableError(f"Kafka at {bootstrap} does not answer: {exc}") from exc
+    finally:
+        await consumer.stop()

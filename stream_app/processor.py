@@ -1,0 +1,201 @@
+"""The worker's core loop body: one batch of raw order messages in, state and changes out.
+
+It knows nothing of faust: the faust agent hands it batches of :class:`RawMessage` and a
+:class:`Publisher`, so the same code runs under tests with an in-memory store and publisher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol, TypeVar
+
+from stream_app.effects import OrderEffect, order_effect
+from stream_app.events import DeadLetter, InvalidEvent, SegmentChange, parse_order_event
+from stream_app.exceptions import StoreUnavailableError
+from stream_app.scoring import SegmentModel, segment_changes
+from stream_app.settings import Clock
+from stream_app.state import CustomerState
+from stream_app.store import CustomerStore, SegmentUpdate
+
+__all__ = ["BatchOutcome", "BatchProcessor", "Publisher", "RawMessage"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One message from the orders topic, as the broker delivered it."""
+
+    key: bytes | None
+    value: bytes
+    topic: str
+    partition: int
+    offset: int
+
+
+class Publisher(Protocol):
+    """Where segment changes and dead letters go. Returns once the broker has them."""
+
+    async def publish_changes(self, changes: Sequence[SegmentChange]) -> None:
+        """Publish segment changes keyed by customer id."""
+        ...
+
+    async def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Publish dead letters keyed like their source message."""
+        ...
+
+
+@dataclass
+class BatchOutcome:
+    """What one batch did, for logs and counters."""
+
+    events: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    changes: int = 0
+    skipped_lines: dict[str, int] = field(default_factory=dict)
+
+
+class BatchProcessor:
+    """Apply batches of order messages to the store and publish the segment changes.
+
+    Parameters
+    ----------
+    store
+        The customer-state store.
+    publisher
+        Where changes and dead letters go.
+    model
+        Returns the model to score with, or None while there is none.
+    clock
+        ``event``: now is the largest event time seen; ``wall``: the machine's clock.
+    retry_delay_s
+        First pause before retrying a store call that failed (doubles up to 5 s).
+    """
+
+    def __init__(
+        self,
+        store: CustomerStore,
+        publisher: Publisher,
+        model: Callable[[], SegmentModel | None],
+        clock: Clock = Clock.EVENT,
+        retry_delay_s: float = 0.1,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.model = model
+        self.clock = clock
+        self.retry_delay_s = retry_delay_s
+
+    async def handle(self, messages: Sequence[RawMessage]) -> BatchOutcome:
+        """Process one batch. Returns only when its effects are stored and published.
+
+        Bad events go to the dead-letter topic. Infrastructure errors are retried here rather
+        than raised, because the caller acknowledges the batch when this returns or raises.
+        """
+        outcome = BatchOutcome(events=len(messages))
+        effects, letters = self._decode(messages)
+        outcome.dead_letters = len(letters)
+        if letters:
+            await self.publisher.publish_dead_letters(letters)
+            log.warning("sent %d invalid event(s) to the dead-letter topic", len(letters))
+
+        if effects:
+            results = await self._retry(lambda: self.store.apply(effects))
+            latest: dict[str, CustomerState] = {}
+            for result in results:
+                latest[result.state.customer_id] = result.state
+                outcome.applied += result.applied
+            outcome.duplicates = len(results) - outcome.applied
+            for effect in effects:
+                for name, count in (
+                    ("skipped_non_product_lines", effect.skipped_non_product),
+                    ("skipped_zero_price_lines", effect.skipped_zero_price),
+                ):
+                    if count:
+                        outcome.skipped_lines[name] = outcome.skipped_lines.get(name, 0) + count
+            now = await self._now(effects)
+            outcome.changes = await self._rescore(list(latest.values()), now)
+
+        await self._retry(
+            lambda: self.store.add_counters(
+                {
+                    "events": outcome.events,
+                    "applied": outcome.applied,
+                    "duplicates": outcome.duplicates,
+                    "dead_letters": outcome.dead_letters,
+                    "segment_changes": outcome.changes,
+                    **outcome.skipped_lines,
+                }
+            )
+        )
+        return outcome
+
+    async def _rescore(self, states: list[CustomerState], now: float) -> int:
+        model = self.model()
+        if model is None:
+            return 0
+        changes = segment_changes(states, model, now, reason="order")
+        if not changes:
+            return 0
+        # Publish first, record second: a crash in between re-emits the change on redelivery
+        # (same sequence number, so consumers drop it) instead of losing it.
+        await self.publisher.publish_changes(changes)
+        updates = [
+            SegmentUpdate(
+                customer_id=change.customer_id,
+                segment=change.segment,
+                previous_segment=change.previous_segment,
+                since=now,
+                model_version=change.model_version,
+                sequence=change.sequence,
+                history_entry=change.model_dump_json(),
+            )
+            for change in changes
+        ]
+        await self._retry(lambda: self.store.record_segments(updates))
+        return len(changes)
+
+    async def _now(self, effects: Sequence[OrderEffect]) -> float:
+        if self.clock is Clock.WALL:
+            return time.time()
+        latest = max(effect.occurred_at for effect in effects)
+        return await self._retry(lambda: self.store.advance_clock(latest))
+
+    @staticmethod
+    def _decode(messages: Sequence[RawMessage]) -> tuple[list[OrderEffect], list[DeadLetter]]:
+        effects: list[OrderEffect] = []
+        letters: list[DeadLetter] = []
+        for message in messages:
+            try:
+                effects.append(order_effect(parse_order_event(message.value)))
+            except InvalidEvent as exc:
+                letters.append(
+                    DeadLetter(
+                        reason=exc.reason,
+                        topic=message.topic,
+                        partition=message.partition,
+                        offset=message.offset,
+                        key=message.key.decode("utf-8", "replace") if message.key else None,
+                        payload=message.value.decode("utf-8", "replace"),
+                        failed_at=datetime.now(tz=UTC),
+                    )
+                )
+        return effects, letters
+
+    async def _retry(self, call: Callable[[], Awaitable[T]]) -> T:
+        delay = self.retry_delay_s
+        while True:
+            try:
+                return await call()
+            except StoreUnavailableError as exc:
+                log.error("store unavailable, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)

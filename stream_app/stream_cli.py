@@ -1,0 +1,263 @@
+"""``rfm`` subcommands of the stream: worker, replay, bootstrap, and reading the state."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+from model_training.exceptions import ModelArtifactError
+from stream_app.events import SegmentChange, write_json_schemas
+from stream_app.export import export_frame, segment_counts, write_export
+from stream_app.redis_store import RedisStore
+from stream_app.scoring import SegmentModel
+from stream_app.settings import Clock, Settings
+
+__all__ = [
+    "bootstrap",
+    "customer",
+    "export",
+    "replay",
+    "schemas",
+    "segments",
+    "watch",
+    "worker",
+]
+
+T = TypeVar("T")
+
+
+def _with_store(settings: Settings, work: Callable[[RedisStore], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
+        try:
+            await store.ping()
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _parse_time(value: str) -> float:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not an ISO date like 2011-12-10") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _format_time(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _load_model(settings: Settings) -> SegmentModel | None:
+    from model_training.artifact import load_model
+
+    if not (settings.model_dir / "model.joblib").exists():
+        return None
+    try:
+        return load_model(settings.model_dir)
+    except ModelArtifactError as exc:
+        click.echo(f"warning: {exc}", err=True)
+        return None
+
+
+@click.command()
+@click.option("--loglevel", default="info", show_default=True)
+def worker(loglevel: str) -> None:
+    """Run a stream worker (configured by the RFM_* environment variables)."""
+    from stream_app.worker import run_worker
+
+    run_worker(Settings(), loglevel=loglevel)
+
+
+@click.command()
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--rate", type=float, default=None, help="Events per second (default: as fast as possible)."
+)
+@click.option(
+    "--wait/--no-wait", default=False, help="Return once the workers processed everything."
+)
+@click.option(
+    "--timeout", type=float, default=600.0, show_default=True, help="Seconds --wait waits."
+)
+@click.option("--shuffle-seed", type=int, default=None, help="Publish in a random order (testing).")
+def replay(
+    input_path: Path, rate: float | None, wait: bool, timeout: float, shuffle_seed: int | None
+) -> None:
+    """Publish an Online Retail file as order events, one per invoice."""
+    from stream_app.replay import plan_replay, publish_events, wait_until_processed
+
+    settings = Settings()
+    click.echo(f"reading {input_path} ...", err=True)
+    plan = plan_replay(input_path, shuffle_seed=shuffle_seed)
+    dropped = ", ".join(
+        f"{name} {count:,}" for name, count in plan.counts.items() if name != "events"
+    )
+    click.echo(f"{len(plan.events):,} events to publish (dropped rows: {dropped})", err=True)
+    started = time.monotonic()
+    with click.progressbar(length=len(plan.events), label="publishing", file=None) as bar:
+        targets = asyncio.run(
+            publish_events(settings, plan.events, rate=rate, on_progress=bar.update)
+        )
+    click.echo(
+        f"published {len(plan.events):,} events in {time.monotonic() - started:.1f}s", err=True
+    )
+    if wait:
+        waited = asyncio.run(wait_until_processed(settings, targets, timeout_s=timeout))
+        click.echo(
+            f"the workers processed everything {waited:.1f}s after the last publish "
+            f"({time.monotonic() - started:.1f}s in all)",
+            err=True,
+        )
+
+
+@click.command()
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path))
+def bootstrap(input_path: Path) -> None:
+    """Load a history file straight into Redis, as replaying it would leave the state."""
+    from stream_app.bootstrap import load_history
+
+    settings = Settings()
+    started = time.monotonic()
+
+    async def work(store: RedisStore) -> int:
+        with click.progressbar(length=0, label="writing customers", file=None) as bar:
+
+            def progress(count: int) -> None:
+                bar.length = max(bar.length or 0, bar.pos + count)
+                bar.update(count)
+
+            states = await load_history(store, input_path, on_progress=progress)
+        return len(states)
+
+    count = _with_store(settings, work)
+    click.echo(f"loaded {count:,} customers in {time.monotonic() - started:.1f}s", err=True)
+
+
+@click.command()
+@click.argument("customer_id")
+@click.option("--history", is_flag=True, help="Also show the recent segment changes.")
+def customer(customer_id: str, history: bool) -> None:
+    """Show one customer's RFM, segment and last order."""
+    settings = Settings()
+
+    async def work(store: RedisStore) -> None:
+        state = await store.get(customer_id)
+        if state is None:
+            raise click.ClickException(f"no customer {customer_id!r} in the state")
+        now = time.time() if settings.clock is Clock.WALL else await store.clock()
+        click.echo(f"customer      {state.customer_id}")
+        if state.has_rfm and now is not None:
+            recency, frequency, monetary = state.rfm(now)
+            click.echo(f"recency       {recency} days (at {_format_time(now)})")
+            click.echo(f"frequency     {frequency} orders")
+            click.echo(f"monetary      {monetary:,.2f}")
+        else:
+            click.echo("rfm           none (no valid purchase yet)")
+        click.echo(
+            f"segment       {state.segment or '-'} since {_format_time(state.segment_since)}"
+        )
+        click.echo(f"model         {state.model_version or '-'}")
+        click.echo(
+            f"last order    {state.last_order or '-'} at {_format_time(state.last_purchase)}"
+        )
+        click.echo(f"first order   {_format_time(state.first_purchase)}")
+        click.echo(f"country       {state.country or '-'}")
+        if history:
+            click.echo("history (newest first):")
+            for entry in await store.history(customer_id):
+                change = SegmentChange.model_validate_json(entry)
+                click.echo(f"  {_describe(change)}")
+
+    _with_store(settings, work)
+
+
+@click.command()
+def segments() -> None:
+    """Count the customers in each segment."""
+    counts = _with_store(Settings(), segment_counts)
+    total = sum(counts.values())
+    click.echo(f"{'segment':<20} {'customers':>10} {'share':>7}")
+    for name, count in counts.most_common():
+        click.echo(f"{name:<20} {count:>10,} {count / total:>7.1%}")
+    click.echo(f"{'total':<20} {total:>10,}")
+
+
+@click.command()
+@click.option("--output", required=True, type=click.Path(path_type=Path))
+@click.option("--t-ref", "t_ref", default=None, help="Reference time (default: the stream clock).")
+def export(output: Path, t_ref: str | None) -> None:
+    """Write the current state in the rfm.csv format of `rfm train`."""
+    settings = Settings()
+    model = _load_model(settings)
+
+    async def work(store: RedisStore) -> int:
+        reference = _parse_time(t_ref) if t_ref else None
+        if reference is None:
+            reference = time.time() if settings.clock is Clock.WALL else await store.clock()
+        if reference is None:
+            raise click.ClickException("the state is empty: nothing to export")
+        frame = await export_frame(store, reference, model)
+        write_export(frame, output)
+        return len(frame)
+
+    count = _with_store(settings, work)
+    click.echo(f"wrote {count:,} customers to {output}", err=True)
+
+
+def _describe(change: SegmentChange) -> str:
+    rfm = change.rfm
+    return (
+        f"{change.occurred_at:%Y-%m-%d %H:%M}  {change.customer_id:<8} "
+        f"{change.previous_segment or '(new)'} -> {change.segment}  [{change.reason}] "
+        f"R={rfm.recency_days}d F={rfm.frequency} M={rfm.monetary:,.2f}  #{change.sequence}"
+    )
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print each change as JSON.")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest change kept.")
+@click.option("--max", "limit", type=int, default=None, help="Stop after this many changes.")
+@click.option(
+    "--idle-timeout", type=float, default=None, help="Stop after this many quiet seconds."
+)
+def watch(
+    as_json: bool, from_beginning: bool, limit: int | None, idle_timeout: float | None
+) -> None:
+    """Follow segment changes, one line each."""
+    from stream_app.watch import follow_changes
+
+    def show(change: SegmentChange) -> None:
+        click.echo(change.model_dump_json() if as_json else _describe(change))
+
+    asyncio.run(
+        follow_changes(
+            Settings(),
+            show,
+            from_beginning=from_beginning,
+            limit=limit,
+            idle_timeout_s=idle_timeout,
+        )
+    )
+
+
+@click.command()
+@click.option(
+    "--output", type=click.Path(path_type=Path), default=Path("schemas"), show_default=True
+)
+def schemas(output: Path) -> None:
+    """Write the JSON Schemas of the events (for producers and consumers to validate)."""
+    for path in write_json_schemas(output):
+        click.echo(str(path))

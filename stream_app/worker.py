@@ -1,0 +1,129 @@
+"""The faust-streaming worker: ``rfm worker``.
+
+One agent consumes the orders topic in batches (``take_events``), hands each batch to the
+:class:`~stream_app.processor.BatchProcessor`, and faust acknowledges the batch only after the
+processor returns, i.e. after state, changes and dead letters are stored and published.
+Concurrency stays at 1 per worker: a batch is one unit of work per partition set, so an
+offset is never committed past an event still in flight (faust-streaming issue #606). Scale
+out with more workers in the same consumer group instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+
+from stream_app.events import DeadLetter, SegmentChange
+from stream_app.model_source import ModelSource
+from stream_app.processor import BatchProcessor, RawMessage
+from stream_app.redis_store import RedisStore
+from stream_app.settings import Settings
+
+__all__ = ["FaustPublisher", "create_app", "run_worker"]
+
+log = logging.getLogger(__name__)
+
+MODEL_REFRESH_S = 5.0
+
+
+class FaustPublisher:
+    """Publish through the faust app's producer and wait for the broker's acknowledgement."""
+
+    def __init__(self, changes: Any, dead_letters: Any) -> None:
+        self.changes = changes
+        self.dead_letters = dead_letters
+
+    async def publish_changes(self, changes: Sequence[SegmentChange]) -> None:
+        futures = [
+            await self.changes.send(
+                key=change.customer_id.encode(),
+                value=change.model_dump_json().encode(),
+                force=True,
+            )
+            for change in changes
+        ]
+        await asyncio.gather(*futures)
+
+    async def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        futures = [
+            await self.dead_letters.send(
+                key=letter.key.encode() if letter.key else None,
+                value=letter.model_dump_json().encode(),
+                force=True,
+            )
+            for letter in letters
+        ]
+        await asyncio.gather(*futures)
+
+
+def _raw_topic(app: faust.App, name: str, partitions: int) -> Any:
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the faust app with its agent and timers (nothing runs until a worker starts)."""
+    app = faust.App(
+        settings.app_id,
+        broker=settings.kafka_url,
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        producer_acks=-1,
+    )
+    orders = _raw_topic(app, settings.orders_topic, settings.topic_partitions)
+    changes = _raw_topic(app, settings.changes_topic, settings.topic_partitions)
+    dead_letters = _raw_topic(app, settings.dlq_topic, settings.topic_partitions)
+
+    store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
+    models = ModelSource(settings.model_dir)
+    processor = BatchProcessor(
+        store, FaustPublisher(changes, dead_letters), models.current, clock=settings.clock
+    )
+
+    @app.task
+    async def on_start() -> None:
+        await store.ping()
+        models.refresh()
+
+    @app.timer(interval=MODEL_REFRESH_S)
+    async def refresh_model() -> None:
+        models.refresh()
+
+    @app.agent(orders, concurrency=1)
+    async def apply_orders(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
+            messages = [
+                RawMessage(
+                    key=event.message.key,
+                    value=event.message.value,
+                    topic=event.message.topic,
+                    partition=event.message.partition,
+                    offset=event.message.offset,
+                )
+                for event in events
+            ]
+            outcome = await processor.handle(messages)
+            log.debug("batch: %s", outcome)
+
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run a worker until it is stopped (SIGINT/SIGTERM)."""
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
