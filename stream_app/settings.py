@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, description="Port of the worker's faust web server")
     key_prefix: str = Field("rfm", description="Prefix of every Redis key")
 
+    def to_env(self) -> dict[str, str]:
+        """The ``RFM_*`` environment variables that rebuild these settings in another process."""
+        return {
+            f"RFM_{name.upper()}": str(value.value if isinstance(value, Clock) else value)
+            for name, value in self.model_dump().items()
+        }
+
     @property
     def kafka_url(self) -> str:
         """The broker address in faust's ``kafka://`` form."""

@@ -1,0 +1,7 @@
+"""``python -m stream_app`` runs the ``rfm`` command."""
+
+from __future__ import annotations
+
+from stream_app.cli import main
+
+main()

@@ -1,0 +1,169 @@
+"""Helpers for the stream's integration tests: worker processes, replays, state snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from stream_app.events import SegmentChange
+from stream_app.export import export_frame
+from stream_app.redis_store import RedisStore
+from stream_app.replay import publish_events, wait_until_processed
+from stream_app.settings import Settings
+from stream_app.state import CustomerState
+
+
+@dataclass
+class WorkerProcess:
+    """An ``rfm worker`` running as a child process."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def kill(self) -> None:
+        """Stop it hard, as a crash would (SIGKILL: no clean-up, no offset commit)."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        """Stop it cleanly."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def running_worker(settings: Settings, log_path: Path) -> Iterator[WorkerProcess]:
+    """Start ``python -m stream_app worker`` with ``settings``; stop it at exit."""
+    env = {**os.environ, **settings.to_env()}
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stream_app", "worker", "--loglevel", "info"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    worker = WorkerProcess(process, log_path)
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+def replay(settings: Settings, events: list[tuple[bytes, bytes]], timeout_s: float = 180) -> None:
+    """Publish events and wait until the workers have processed all of them."""
+
+    async def run() -> None:
+        targets = await publish_events(settings, events)
+        await wait_until_processed(settings, targets, timeout_s=timeout_s)
+
+    asyncio.run(run())
+
+
+def export(settings: Settings, t_ref: float, model: object | None) -> pd.DataFrame:
+    """The ``rfm export`` frame of the settings' state."""
+
+    async def run() -> pd.DataFrame:
+        store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
+        try:
+            return await export_frame(store, t_ref, model)  # type: ignore[arg-type]
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def full_states(settings: Settings) -> dict[str, CustomerState]:
+    """Every customer's whole state (items and applied event ids included)."""
+
+    async def run() -> dict[str, CustomerState]:
+        store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
+        try:
+            ids = [state.customer_id async for batch in store.scan() for state in batch]
+            states = {}
+            for customer in ids:
+                state = await store.get(customer)
+                assert state is not None
+                states[customer] = state
+            return states
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def counters(settings: Settings) -> dict[str, int]:
+    async def run() -> dict[str, int]:
+        store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
+        try:
+            return await store.counters()
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def read_topic(settings: Settings, topic: str, idle_s: float = 3.0) -> list[tuple[bytes, bytes]]:
+    """Every message of ``topic`` from the beginning, in partition order."""
+
+    async def run() -> list[tuple[bytes, bytes]]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(topic) or set()
+            if not partitions:
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(topic) or set()
+            consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+            await consumer.seek_to_beginning()
+            messages: list[tuple[bytes, bytes]] = []
+            quiet_since = time.monotonic()
+            while time.monotonic() - quiet_since < idle_s:
+                batches = await consumer.getmany(timeout_ms=500)
+                for batch in batches.values():
+                    messages.extend((m.key or b"", m.value or b"") for m in batch)
+                    quiet_since = time.monotonic()
+            return messages
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def last_changes(settings: Settings) -> dict[str, SegmentChange]:
+    """Per customer, the last segment change published."""
+    last: dict[str, SegmentChange] = {}
+    for _, value in read_topic(settings, settings.changes_topic):
+        change = SegmentChange.model_validate_json(value)
+        last[change.customer_id] = change
+    return last
+
+
+def wait_for(condition: object, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
