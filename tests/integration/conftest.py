@@ -1,0 +1,94 @@
+"""Fixtures for runs through a real broker (Tansu) and a real Redis.
+
+One stack serves the whole test session (started on free ports in a temporary directory,
+stopped at the end even when tests fail). Tests keep apart by naming: each gets its own topic
+names, consumer group and Redis key prefix from :func:`unique_names`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from stream_app.exceptions import StackError
+from stream_app.settings import Settings
+from stream_app.stack import LocalStack, StackInfo, find_redis_server, find_tansu
+
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/integration with ``integration``."""
+    # This hook sees the whole session's items, not only this folder's: filter by path.
+    for item in items:
+        if _HERE in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@dataclass(frozen=True)
+class UniqueNames:
+    """Names no other test uses: topics, consumer group and key prefix share one suffix."""
+
+    suffix: str
+
+    def topic(self, base: str) -> str:
+        """Return ``base`` made unique to this test."""
+        return f"{base}-{self.suffix}"
+
+    @property
+    def app_id(self) -> str:
+        """A consumer group (faust app id) of this test's own."""
+        return f"rfm-test-{self.suffix}"
+
+    @property
+    def key_prefix(self) -> str:
+        """A Redis key prefix of this test's own."""
+        return f"t{self.suffix}"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    """A Tansu broker and a Redis server on free ports for the whole test session."""
+    try:
+        find_tansu()
+        find_redis_server()
+    except StackError as exc:
+        pytest.skip(f"local stack unavailable: {exc}")
+    # The directory is kept by pytest (last few sessions), so the logs outlive a failure.
+    with LocalStack(tmp_path_factory.mktemp("stack"), die_with_parent=True) as info:
+        yield info
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(stack: StackInfo) -> str:
+    """Bootstrap servers of the session's broker (``127.0.0.1:PORT``)."""
+    return stack.kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+def redis_url(stack: StackInfo) -> str:
+    """DSN of the session's Redis (``redis://127.0.0.1:PORT/0``)."""
+    return stack.redis_url
+
+
+@pytest.fixture
+def unique_names() -> UniqueNames:
+    """A random suffix, with helpers, so tests share no topic, group or key."""
+    return UniqueNames(uuid.uuid4().hex[:10])
+
+
+@pytest.fixture
+def stack_settings(stack: StackInfo, unique_names: UniqueNames) -> Settings:
+    """Settings pointing at the session's stack, with this test's own names."""
+    return stack.settings(
+        app_id=unique_names.app_id,
+        orders_topic=unique_names.topic("orders"),
+        changes_topic=unique_names.topic("segment-changes"),
+        dlq_topic=unique_names.topic("orders.dlq"),
+        key_prefix=unique_names.key_prefix,
+        session_timeout_s=10.0,
+    )
