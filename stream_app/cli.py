@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
+
+from model_training.exceptions import RFMError
+from model_training.synth_cli import synth
+from stream_app import stream_cli
+from stream_app.stack_cli import stack
 
 __all__ = ["cli", "main"]
 
@@ -12,6 +19,29 @@ def cli() -> None:
     """Real-time RFM customer segmentation."""
 
 
+cli.add_command(stack)
+cli.add_command(synth)
+for command in (
+    stream_cli.worker,
+    stream_cli.replay,
+    stream_cli.bootstrap,
+    stream_cli.customer,
+    stream_cli.segments,
+    stream_cli.export,
+    stream_cli.watch,
+    stream_cli.schemas,
+):
+    cli.add_command(command)
+
+
 def main() -> None:
-    """Entry point of the ``rfm`` console script."""
-    cli()
+    """Entry point of the ``rfm`` console script.
+
+    Errors the project raises on purpose (bad input, unreachable services) end with one
+    ``error: ...`` line and exit code 2, without a traceback.
+    """
+    try:
+        cli.main(prog_name="rfm")
+    except RFMError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
