@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from model_training.cli import train
 from model_training.exceptions import RFMError
 from model_training.synth_cli import synth
 from stream_app import stream_cli
@@ -21,6 +22,7 @@ def cli() -> None:
 
 cli.add_command(stack)
 cli.add_command(synth)
+cli.add_command(train)
 for command in (
     stream_cli.worker,
     stream_cli.replay,
@@ -30,6 +32,7 @@ for command in (
     stream_cli.export,
     stream_cli.watch,
     stream_cli.schemas,
+    stream_cli.demo,
 ):
     cli.add_command(command)
 

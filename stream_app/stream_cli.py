@@ -21,6 +21,7 @@ from stream_app.settings import Clock, Settings
 __all__ = [
     "bootstrap",
     "customer",
+    "demo",
     "export",
     "replay",
     "schemas",
@@ -261,3 +262,17 @@ def schemas(output: Path) -> None:
     """Write the JSON Schemas of the events (for producers and consumers to validate)."""
     for path in write_json_schemas(output):
         click.echo(str(path))
+
+
+@click.command()
+@click.option(
+    "--output", type=click.Path(path_type=Path), default=Path("demo-output"), show_default=True
+)
+@click.option("--customers", type=int, default=2000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo(output: Path, customers: int, seed: int) -> None:
+    """Run the whole story end to end on synthetic data (local broker and Redis, no Docker)."""
+    from stream_app.demo import run_demo
+
+    if not run_demo(output, customers, seed, click.echo):
+        raise SystemExit(1)
