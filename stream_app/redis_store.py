@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from importlib.resources import files
@@ -18,14 +19,27 @@ from stream_app.store import Applied, SegmentUpdate
 
 __all__ = ["RedisStore", "decode_state"]
 
-_FLOAT_FIELDS = ("spent", "returned_matched", "first_purchase", "last_purchase", "segment_since")
+#: The state fields apply.lua returns, in its order.
+_FIELDS = (
+    "frequency",
+    "spent",
+    "returned_matched",
+    "first_purchase",
+    "last_purchase",
+    "last_order",
+    "country",
+    "segment",
+    "segment_since",
+    "model_version",
+    "sequence",
+)
 
 
 def _script(name: str) -> str:
     return files("stream_app").joinpath(name).read_text()
 
 
-def decode_state(customer_id: str, fields: Mapping[str, str]) -> CustomerState:
+def decode_state(customer_id: str, fields: Mapping[str, str | None]) -> CustomerState:
     """Build a :class:`CustomerState` (without items and event ids) from its Redis hash."""
 
     def number(name: str) -> float | None:
@@ -39,17 +53,13 @@ def decode_state(customer_id: str, fields: Mapping[str, str]) -> CustomerState:
         returned_matched=number("returned_matched") or 0.0,
         first_purchase=number("first_purchase"),
         last_purchase=number("last_purchase"),
-        last_order=fields.get("last_order", ""),
-        country=fields.get("country", ""),
+        last_order=fields.get("last_order") or "",
+        country=fields.get("country") or "",
         segment=fields.get("segment") or None,
         segment_since=number("segment_since"),
         model_version=fields.get("model_version") or None,
         sequence=int(fields.get("sequence") or 0),
     )
-
-
-def _pairs(flat: Sequence[str]) -> dict[str, str]:
-    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
 class RedisStore:
@@ -95,16 +105,14 @@ class RedisStore:
         keys = self.keys
         pipe = self.client.pipeline(transaction=False)
         for effect in effects:
-            args: list[Any] = [
+            args = [
                 effect.event_id,
                 1 if effect.is_return else 0,
                 repr(effect.occurred_at),
                 effect.country,
-                len(effect.items),
                 repr(sum(item.value for item in effect.items)),
+                json.dumps([(item.sku, item.units, item.value) for item in effect.items]),
             ]
-            for item in effect.items:
-                args.extend((item.sku, item.units, repr(item.value)))
             customer = effect.customer_id
             await self._apply(
                 keys=[keys.state(customer), keys.orders(customer), keys.items(customer)],
@@ -113,7 +121,10 @@ class RedisStore:
             )
         replies = await self._execute(pipe)
         return [
-            Applied(decode_state(effect.customer_id, _pairs(reply[1])), bool(reply[0]))
+            Applied(
+                decode_state(effect.customer_id, dict(zip(_FIELDS, reply[1], strict=True))),
+                bool(reply[0]),
+            )
             for effect, reply in zip(effects, replies, strict=True)
         ]
 

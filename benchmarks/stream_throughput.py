@@ -1,0 +1,187 @@
+"""End-to-end throughput and latency of the stream, beside a bare faust agent, in one run.
+
+Usage: ``python benchmarks/stream_throughput.py [UCI_FILE]`` (default: ``$RFM_UCI_PATH`` or
+``../shared/data/online_retail.csv.gz``). Starts its own broker and Redis, trains a model on
+the file, then:
+
+1. a bare faust agent that only counts events: seconds from first publish to lag 0;
+2. ``rfm worker``: the same, for the full replay;
+3. ``rfm worker`` at a steady 500 events/s: latency from publish to segment-change event.
+
+Figures are printed; the ratio of (2) to (1) is the one to watch on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from model_training.pipeline import train
+from stream_app.events import SegmentChange
+from stream_app.kafka_admin import ensure_topics
+from stream_app.replay import plan_replay, publish_events, wait_until_processed
+from stream_app.settings import Settings
+from stream_app.stack import LocalStack
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def uci_path() -> Path:
+    if len(sys.argv) > 1:
+        return Path(sys.argv[1])
+    default = ROOT.parent / "shared" / "data" / "online_retail.csv.gz"
+    return Path(os.environ.get("RFM_UCI_PATH", default))
+
+
+def start(command: list[str], settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as handle:
+        return subprocess.Popen(
+            command,
+            env={**os.environ, **settings.to_env()},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=log.parent,
+        )
+
+
+def wait_ready(log: Path, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while "Worker]: Ready" not in log.read_text(errors="replace"):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"worker not ready after {timeout_s}s: see {log}")
+        time.sleep(0.2)
+    time.sleep(1.0)  # partitions assigned and fetchers running
+
+
+async def timed_replay(settings: Settings, events: list[tuple[bytes, bytes]]) -> float:
+    started = time.monotonic()
+    targets = await publish_events(settings, events)
+    await wait_until_processed(settings, targets, timeout_s=600, poll_s=0.1)
+    return time.monotonic() - started
+
+
+def run_throughput(
+    name: str,
+    command: list[str],
+    settings: Settings,
+    events: list[tuple[bytes, bytes]],
+    work: Path,
+) -> float:
+    log = work / f"{name}.log"
+    process = start(command, settings, log)
+    try:
+        wait_ready(log)
+        seconds = asyncio.run(timed_replay(settings, events))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    rate = len(events) / seconds
+    print(f"{name:<12} {len(events):,} events in {seconds:6.2f} s = {rate:8,.0f} events/s")
+    return rate
+
+
+async def latency_run(
+    settings: Settings, events: list[tuple[bytes, bytes]], rate: float
+) -> list[float]:
+    await ensure_topics(
+        settings.kafka_bootstrap,
+        [settings.orders_topic, settings.changes_topic, settings.dlq_topic],
+        settings.topic_partitions,
+    )
+    sent: dict[bytes, float] = {}
+    latencies: list[float] = []
+    consumer = AIOKafkaConsumer(
+        settings.changes_topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="latest",
+        group_id=None,
+    )
+    await consumer.start()
+    await asyncio.sleep(1.0)
+    done = asyncio.Event()
+
+    async def receive() -> None:
+        while not done.is_set():
+            batches = await consumer.getmany(timeout_ms=200)
+            now = time.monotonic()
+            for messages in batches.values():
+                for message in messages:
+                    change = SegmentChange.model_validate_json(message.value or b"")
+                    if change.reason == "order" and message.key in sent:
+                        latencies.append(now - sent[message.key])
+
+    receiver = asyncio.create_task(receive())
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0)
+    await producer.start()
+    started = time.monotonic()
+    for number, (key, value) in enumerate(events):
+        delay = started + number / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent[key] = time.monotonic()
+        await producer.send(settings.orders_topic, value, key=key)
+    await producer.stop()
+    await asyncio.sleep(3.0)
+    done.set()
+    await receiver
+    await consumer.stop()
+    return latencies
+
+
+def main() -> None:
+    path = uci_path()
+    if not path.is_file():
+        raise SystemExit(f"no UCI file at {path}: pass its path or set RFM_UCI_PATH")
+    work = Path(tempfile.mkdtemp(prefix="rfm-bench-"))
+    print(f"reading {path} and training a model (work dir {work}) ...")
+    plan = plan_replay(path)
+    train(path, work / "model")
+    events = plan.events
+    worker = [sys.executable, "-m", "stream_app", "worker", "--loglevel", "info"]
+    bare = [sys.executable, str(ROOT / "benchmarks" / "bare_agent.py")]
+
+    with LocalStack(work / "stack") as stack:
+
+        def settings(name: str) -> Settings:
+            return stack.settings(
+                app_id=f"bench-{name}",
+                orders_topic=f"orders-{name}",
+                changes_topic=f"changes-{name}",
+                dlq_topic=f"dlq-{name}",
+                key_prefix=f"bench-{name}",
+                model_dir=work / "model",
+                session_timeout_s=6.0,
+            )
+
+        print("\nthroughput, first publish to lag 0 (worker up and joined before publishing):")
+        ceiling = run_throughput("bare agent", bare, settings("bare"), events, work)
+        ours = run_throughput("rfm worker", worker, settings("worker"), events, work)
+        print(f"ratio        {ours / ceiling:.2f} of the bare agent (target >= 0.8)")
+
+        print("\nlatency at a steady 500 events/s, publish to segment-change event:")
+        latency_settings = settings("latency")
+        log = work / "latency.log"
+        process = start(worker, latency_settings, log)
+        try:
+            wait_ready(log)
+            latencies = asyncio.run(latency_run(latency_settings, events[:5000], 500.0))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        values = np.array(latencies) * 1000
+        print(
+            f"{len(values):,} changes: p50 {np.percentile(values, 50):.0f} ms, "
+            f"p99 {np.percentile(values, 99):.0f} ms, max {values.max():.0f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""The whole UCI file through a real broker, real Redis and real worker processes.
+
+The stream must agree with the batch pipeline for every customer, stay the same when the
+file is replayed again or shuffled, match a bootstrap, and survive a SIGKILL mid-replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from model_training.artifact import LoadedModel, load_model
+from model_training.loading import load_transactions
+from model_training.pipeline import train
+from stream_app.bootstrap import bootstrap_states, load_history
+from stream_app.redis_store import RedisStore
+from stream_app.replay import ReplayPlan, build_events
+from stream_app.settings import Settings
+from stream_app.state import CustomerState
+from tests.integration.streaming import (
+    counters,
+    export,
+    full_states,
+    last_changes,
+    replay,
+    running_worker,
+    wait_for,
+)
+
+pytestmark = pytest.mark.uci
+
+T_REF = datetime(2011, 12, 10, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def uci_frame(uci_path: Path) -> pd.DataFrame:
+    return load_transactions(uci_path)
+
+
+@pytest.fixture(scope="module")
+def plan(uci_frame: pd.DataFrame) -> ReplayPlan:
+    return build_events(uci_frame)
+
+
+@pytest.fixture(scope="module")
+def expected_states(uci_frame: pd.DataFrame, plan: ReplayPlan) -> dict[str, CustomerState]:
+    return {state.customer_id: state for state in bootstrap_states(uci_frame, plan)}
+
+
+@pytest.fixture(scope="module")
+def trained(uci_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    output = tmp_path_factory.mktemp("model")
+    train(uci_path, output, t_ref=T_REF.replace(tzinfo=None))
+    return output, pd.read_csv(output / "rfm.csv", dtype={"customer_id": str})
+
+
+def _model(model_dir: Path) -> LoadedModel:
+    return load_model(model_dir)
+
+
+def assert_same_states(
+    actual: dict[str, CustomerState], expected: dict[str, CustomerState]
+) -> None:
+    assert actual.keys() == expected.keys()
+    for customer, want in expected.items():
+        got = actual[customer]
+        assert got.orders == want.orders, customer
+        assert got.frequency == want.frequency, customer
+        assert (got.first_purchase, got.last_purchase) == (
+            want.first_purchase,
+            want.last_purchase,
+        ), customer
+        assert (got.country, got.last_order) == (want.country, want.last_order), customer
+        assert math.isclose(got.monetary, want.monetary, abs_tol=1e-6), customer
+        assert got.items.keys() == want.items.keys(), customer
+        for sku, totals in want.items.items():
+            mine = got.items[sku]
+            assert (mine.bought, mine.returned) == (totals.bought, totals.returned)
+            assert math.isclose(mine.returned_value, totals.returned_value, abs_tol=1e-6)
+
+
+def test_replay_equals_batch_and_replaying_again_changes_nothing(
+    stack_settings: Settings,
+    plan: ReplayPlan,
+    trained: tuple[Path, pd.DataFrame],
+    tmp_path: Path,
+) -> None:
+    model_dir, batch = trained
+    settings = stack_settings.model_copy(update={"model_dir": model_dir})
+    with running_worker(settings, tmp_path / "worker.log") as worker:
+        replay(settings, plan.events)
+        first = export(settings, T_REF.timestamp(), _model(model_dir))
+        states_once = full_states(settings)
+        applied_once = counters(settings)["applied"]
+
+        replay(settings, plan.events)
+        assert worker.process.poll() is None, worker.log()
+
+    assert len(first) == len(batch) == 4334
+    merged = batch.merge(first, on="customer_id", suffixes=("_batch", "_stream"))
+    assert len(merged) == 4334
+    assert (merged["recency_days_batch"] == merged["recency_days_stream"]).all()
+    assert (merged["frequency_batch"] == merged["frequency_stream"]).all()
+    assert (merged["monetary_batch"] - merged["monetary_stream"]).abs().max() <= 0.01
+    assert (merged["segment_batch"] == merged["segment_stream"]).all()
+
+    assert applied_once == len(plan.events)
+    again = counters(settings)
+    assert again["applied"] == applied_once
+    assert again["duplicates"] == len(plan.events)
+    assert_same_states(full_states(settings), states_once)
+
+    # Every customer with RFM got a segment, announced by a change event naming it.
+    announced = last_changes(settings)
+    for customer, state in full_states(settings).items():
+        if state.has_rfm:
+            assert state.segment is not None
+            assert announced[customer].segment == state.segment
+
+
+def test_shuffled_replay_and_bootstrap_give_the_same_state(
+    stack_settings: Settings,
+    plan: ReplayPlan,
+    uci_path: Path,
+    expected_states: dict[str, CustomerState],
+    tmp_path: Path,
+) -> None:
+    shuffled = list(plan.events)
+    random.Random(11).shuffle(shuffled)
+    settings = stack_settings.model_copy(update={"model_dir": tmp_path / "no-model"})
+    with running_worker(settings, tmp_path / "worker.log"):
+        replay(settings, shuffled)
+    assert_same_states(full_states(settings), expected_states)
+
+    booted = settings.model_copy(update={"key_prefix": settings.key_prefix + "b"})
+
+    async def load() -> None:
+        store = RedisStore.from_url(booted.redis_url, prefix=booted.key_prefix)
+        try:
+            await load_history(store, uci_path)
+        finally:
+            await store.close()
+
+    asyncio.run(load())
+    assert_same_states(full_states(booted), expected_states)
+
+
+def test_worker_killed_mid_replay_recovers_exactly(
+    stack_settings: Settings,
+    plan: ReplayPlan,
+    trained: tuple[Path, pd.DataFrame],
+    expected_states: dict[str, CustomerState],
+    tmp_path: Path,
+) -> None:
+    model_dir, _ = trained
+    settings = stack_settings.model_copy(update={"model_dir": model_dir, "batch_size": 200})
+    log = tmp_path / "worker.log"
+    total = len(plan.events)
+    with running_worker(settings, log) as worker:
+        from stream_app.replay import publish_events
+
+        targets = asyncio.run(publish_events(settings, plan.events))
+        wait_for(
+            lambda: counters(settings).get("events", 0) > total // 3,
+            timeout_s=120,
+            what="a third of the events to be processed",
+        )
+        worker.kill()
+    processed_before_kill = counters(settings)["events"]
+    assert processed_before_kill < total, "the worker finished before it could be killed"
+
+    with running_worker(settings, log):
+        from stream_app.replay import wait_until_processed
+
+        asyncio.run(wait_until_processed(settings, targets, timeout_s=180))
+
+    states = full_states(settings)
+    assert_same_states(states, expected_states)
+    announced = last_changes(settings)
+    for customer, state in states.items():
+        if state.has_rfm:
+            assert state.segment is not None, customer
+            assert announced[customer].segment == state.segment, customer
