@@ -10,6 +10,7 @@ source file, which the replayer applies before publishing (as the batch pipeline
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from model_training.rules import is_product_code
 from stream_app.events import OrderEvent
@@ -17,8 +18,7 @@ from stream_app.events import OrderEvent
 __all__ = ["ItemDelta", "OrderEffect", "order_effect"]
 
 
-@dataclass(frozen=True, slots=True)
-class ItemDelta:
+class ItemDelta(NamedTuple):
     """Units and their value for one stock code within one event."""
 
     sku: str

@@ -139,23 +139,21 @@ def parse_order_event(payload: bytes | str) -> OrderEvent:
     ...     parse_order_event(b"not json")
     ... except InvalidEvent as exc:
     ...     print(exc.reason)
-    not JSON: Expecting value at line 1 column 1
+    not JSON: expected ident at line 1 column 2
     """
     try:
-        data = json.loads(payload)
-    except json.JSONDecodeError as exc:
-        raise InvalidEvent(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
-    except UnicodeDecodeError as exc:
-        raise InvalidEvent(f"not UTF-8 text: {exc.reason}") from exc
-    if not isinstance(data, dict):
-        raise InvalidEvent(f"not a JSON object but {type(data).__name__}")
-    try:
-        return OrderEvent.model_validate(data)
+        return OrderEvent.model_validate_json(payload)
     except ValidationError as exc:
         raise InvalidEvent(_describe(exc)) from exc
 
 
 def _describe(exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0] if errors else None
+    if first is not None and first["type"] == "json_invalid":
+        return "not JSON: " + first["msg"].removeprefix("Invalid JSON: ")
+    if first is not None and not first["loc"] and first["type"] in ("model_type", "dict_type"):
+        return "not a JSON object"
     parts = []
     for error in exc.errors()[:3]:
         where = ".".join(str(step) for step in error["loc"]) or "event"

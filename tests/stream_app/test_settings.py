@@ -1,0 +1,128 @@
+"""Settings: read once from ``RFM_*`` variables, frozen, and passable to another process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from stream_app.settings import Clock, Settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``RFM_*`` variable of the machine running the tests leaks in."""
+    for name in list(os.environ):
+        if name.upper().startswith("RFM_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults() -> None:
+    settings = Settings()
+    assert settings.kafka_bootstrap == "127.0.0.1:9092"
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert (settings.orders_topic, settings.changes_topic, settings.dlq_topic) == (
+        "orders",
+        "segment-changes",
+        "orders.dlq",
+    )
+    assert settings.clock is Clock.EVENT
+    assert settings.model_dir == Path("model")
+    assert settings.key_prefix == "rfm"
+
+
+def test_reads_prefixed_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RFM_KAFKA_BOOTSTRAP", "broker:29092")
+    monkeypatch.setenv("RFM_REDIS_URL", "redis://cache:6380/2")
+    monkeypatch.setenv("RFM_MODEL_DIR", "/srv/models")
+    monkeypatch.setenv("RFM_ORDERS_TOPIC", "shop.orders")
+    monkeypatch.setenv("RFM_TOPIC_PARTITIONS", "12")
+    monkeypatch.setenv("RFM_CLOCK", "wall")
+    monkeypatch.setenv("RFM_BATCH_WINDOW_S", "0.25")
+    monkeypatch.setenv("RFM_KEY_PREFIX", "test")
+    settings = Settings()
+    assert settings.kafka_bootstrap == "broker:29092"
+    assert settings.redis_url == "redis://cache:6380/2"
+    assert settings.model_dir == Path("/srv/models")
+    assert settings.orders_topic == "shop.orders"
+    assert settings.topic_partitions == 12
+    assert settings.clock is Clock.WALL
+    assert settings.batch_window_s == 0.25
+    assert settings.key_prefix == "test"
+    # Untouched fields keep their defaults.
+    assert settings.changes_topic == "segment-changes"
+
+
+def test_unprefixed_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", "elsewhere:9092")
+    monkeypatch.setenv("REDIS_URL", "redis://elsewhere:6379/0")
+    settings = Settings()
+    assert settings.kafka_bootstrap == "127.0.0.1:9092"
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RFM_TOPIC_PARTITIONS", "0"),
+        ("RFM_TOPIC_PARTITIONS", "many"),
+        ("RFM_BATCH_SIZE", "0"),
+        ("RFM_BATCH_WINDOW_S", "0"),
+        ("RFM_CLOCK", "sundial"),
+    ],
+)
+def test_bad_values_are_rejected_by_name(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    field = name.removeprefix("RFM_").lower()
+    assert field in str(info.value)
+
+
+def test_is_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValidationError, match="frozen"):
+        settings.kafka_bootstrap = "other:9092"  # type: ignore[misc]
+    assert settings.kafka_bootstrap == "127.0.0.1:9092"
+
+
+def test_to_env_names_every_field_with_the_prefix() -> None:
+    env = Settings().to_env()
+    assert set(env) == {f"RFM_{name.upper()}" for name in Settings.model_fields}
+    assert env["RFM_CLOCK"] == "event"
+    assert env["RFM_TOPIC_PARTITIONS"] == "4"
+    assert all(isinstance(value, str) for value in env.values())
+
+
+def test_to_env_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Settings(
+        kafka_bootstrap="a:1,b:2",
+        redis_url="redis://r:7000/3",
+        model_dir=Path("/tmp/some model"),
+        dlq_topic="dead",
+        topic_partitions=7,
+        clock=Clock.WALL,
+        batch_size=17,
+        batch_window_s=0.125,
+        session_timeout_s=12.5,
+        web_port=7077,
+        key_prefix="k",
+    )
+    for name, value in original.to_env().items():
+        monkeypatch.setenv(name, value)
+    rebuilt = Settings()
+    assert rebuilt == original
+    assert rebuilt.to_env() == original.to_env()
+
+
+def test_kafka_url_single_host() -> None:
+    assert Settings(kafka_bootstrap="127.0.0.1:9092").kafka_url == "kafka://127.0.0.1:9092"
+
+
+def test_kafka_url_several_hosts() -> None:
+    settings = Settings(kafka_bootstrap="k1:9092, k2:9093 ,k3:9094")
+    assert settings.kafka_url == "kafka://k1:9092;kafka://k2:9093;kafka://k3:9094"
