@@ -46,6 +46,36 @@ class Keys:
         """Hash of service-wide counters (events applied, duplicates, skipped lines, ...)."""
         return f"{self.prefix}:counters"
 
+    @property
+    def due(self) -> str:
+        """Sorted set: customer id scored by when (stream clock) their segment next changes."""
+        return f"{self.prefix}:due"
+
+    @property
+    def model_current(self) -> str:
+        """The version id of the model every worker serves."""
+        return f"{self.prefix}:model:current"
+
+    @property
+    def model_history(self) -> str:
+        """List of the versions served before the current one, newest first (for rollback)."""
+        return f"{self.prefix}:model:history"
+
+    @property
+    def retrain_lock(self) -> str:
+        """Lock held by the one worker retraining (expires if that worker dies)."""
+        return f"{self.prefix}:retrain:lock"
+
+    @property
+    def retrain_requested(self) -> str:
+        """Set by ``rfm retrain``: retrain at the next opportunity."""
+        return f"{self.prefix}:retrain:requested"
+
+    @property
+    def retrain_last(self) -> str:
+        """Hash describing the last retrain attempt (time, outcome, reasons, version)."""
+        return f"{self.prefix}:retrain:last"
+
     def customer_of(self, key: str) -> str:
         """The customer id inside one of this prefix's per-customer keys."""
         start = key.index("{") + 1
