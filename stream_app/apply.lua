@@ -8,7 +8,8 @@ local event_id = ARGV[1]
 local is_return = ARGV[2] == '1'
 local occurred_at = tonumber(ARGV[3])
 local FIELDS = {'frequency', 'spent', 'returned_matched', 'first_purchase', 'last_purchase',
-  'last_order', 'country', 'segment', 'segment_since', 'model_version', 'sequence'}
+  'last_order', 'country', 'segment', 'segment_since', 'model_version', 'sequence',
+  'seg_r', 'seg_f', 'seg_m'}
 
 if redis.call('SADD', orders, event_id) == 0 then
   return {0, redis.call('HMGET', state, unpack(FIELDS))}

@@ -10,6 +10,7 @@ from model_training.cli import train
 from model_training.exceptions import RFMError
 from model_training.synth_cli import synth
 from stream_app import stream_cli
+from stream_app.models_cli import models, retrain_command
 from stream_app.stack_cli import stack
 
 __all__ = ["cli", "main"]
@@ -23,6 +24,8 @@ def cli() -> None:
 cli.add_command(stack)
 cli.add_command(synth)
 cli.add_command(train)
+cli.add_command(models)
+cli.add_command(retrain_command)
 for command in (
     stream_cli.worker,
     stream_cli.replay,
@@ -33,6 +36,7 @@ for command in (
     stream_cli.watch,
     stream_cli.schemas,
     stream_cli.demo,
+    stream_cli.clock,
 ):
     cli.add_command(command)
 

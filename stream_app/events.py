@@ -13,12 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 __all__ = [
     "EARLIEST_EVENT_TIME",
     "LATEST_EVENT_TIME",
+    "ClockEvent",
     "DeadLetter",
     "InvalidEvent",
     "OrderEvent",
     "OrderLine",
     "RFMValues",
     "SegmentChange",
+    "parse_event",
     "parse_order_event",
     "write_json_schemas",
 ]
@@ -26,6 +28,18 @@ __all__ = [
 #: Event times outside this range are treated as absurd (a unit mix-up, a zeroed field).
 EARLIEST_EVENT_TIME = datetime(1990, 1, 1, tzinfo=UTC)
 LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _checked_time(value: datetime) -> datetime:
+    """An event time in UTC (naive times are taken as UTC); absurd times are refused."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if not EARLIEST_EVENT_TIME <= value < LATEST_EVENT_TIME:
+        raise ValueError(
+            f"occurred_at {value.isoformat()} is outside "
+            f"{EARLIEST_EVENT_TIME.date()}..{LATEST_EVENT_TIME.date()}"
+        )
+    return value.astimezone(UTC)
 
 
 class OrderLine(BaseModel):
@@ -62,14 +76,7 @@ class OrderEvent(BaseModel):
     @field_validator("occurred_at")
     @classmethod
     def _sane_time(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        if not EARLIEST_EVENT_TIME <= value < LATEST_EVENT_TIME:
-            raise ValueError(
-                f"occurred_at {value.isoformat()} is outside "
-                f"{EARLIEST_EVENT_TIME.date()}..{LATEST_EVENT_TIME.date()}"
-            )
-        return value.astimezone(UTC)
+        return _checked_time(value)
 
 
 class RFMValues(BaseModel):
@@ -97,6 +104,26 @@ class SegmentChange(BaseModel):
     sequence: int = Field(
         0, description="Per-customer, increasing: drop an event whose sequence you have seen"
     )
+    previous_rfm: RFMValues | None = Field(
+        None, description="The RFM when the previous segment was assigned (null for the first)"
+    )
+    driver: Literal["recency", "frequency", "monetary", "model"] | None = Field(
+        None, description="What moved the customer: an RFM dimension, or a new model"
+    )
+
+
+class ClockEvent(BaseModel):
+    """Moves the event-time clock without an order (``rfm clock advance``)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: Literal["clock"]
+    occurred_at: datetime
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _sane_time(cls, value: datetime) -> datetime:
+        return _checked_time(value)
 
 
 class DeadLetter(BaseModel):
@@ -147,6 +174,23 @@ def parse_order_event(payload: bytes | str) -> OrderEvent:
         raise InvalidEvent(_describe(exc)) from exc
 
 
+def parse_event(payload: bytes | str) -> OrderEvent | ClockEvent:
+    """Decode an order event, or a clock event (``"kind": "clock"``) that only moves time.
+
+    Raises
+    ------
+    InvalidEvent
+        As :func:`parse_order_event`.
+    """
+    marker = b'"clock"' if isinstance(payload, bytes) else '"clock"'
+    if marker in payload:  # type: ignore[operator]
+        try:
+            return ClockEvent.model_validate_json(payload)
+        except ValidationError:
+            pass  # not a clock event after all: report it as an order event
+    return parse_order_event(payload)
+
+
 def _describe(exc: ValidationError) -> str:
     errors = exc.errors()
     first = errors[0] if errors else None
@@ -168,6 +212,7 @@ def write_json_schemas(directory: Path) -> list[Path]:
     models: dict[str, type[BaseModel]] = {
         "order_event": OrderEvent,
         "segment_change": SegmentChange,
+        "clock_event": ClockEvent,
         "dead_letter": DeadLetter,
     }
     for name, model in models.items():

@@ -12,12 +12,18 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from stream_app.effects import OrderEffect, order_effect
-from stream_app.events import DeadLetter, InvalidEvent, SegmentChange, parse_order_event
+from stream_app.events import (
+    ClockEvent,
+    DeadLetter,
+    InvalidEvent,
+    SegmentChange,
+    parse_event,
+)
 from stream_app.exceptions import StoreUnavailableError
-from stream_app.scoring import SegmentModel, segment_changes
+from stream_app.scoring import Reason, SegmentModel, next_change_times, segment_changes
 from stream_app.settings import Clock
 from stream_app.state import CustomerState
 from stream_app.store import CustomerStore, SegmentUpdate
@@ -93,6 +99,8 @@ class BatchProcessor:
         self.model = model
         self.clock = clock
         self.retry_delay_s = retry_delay_s
+        # Orders, decay and re-scoring read-then-write a customer's segment: one at a time.
+        self._scoring = asyncio.Lock()
 
     async def handle(self, messages: Sequence[RawMessage]) -> BatchOutcome:
         """Process one batch. Returns only when its effects are stored and published.
@@ -101,7 +109,7 @@ class BatchProcessor:
         than raised, because the caller acknowledges the batch when this returns or raises.
         """
         outcome = BatchOutcome(events=len(messages))
-        effects, letters = self._decode(messages)
+        effects, clock_times, letters = self._decode(messages)
         outcome.dead_letters = len(letters)
         if letters:
             await self.publisher.publish_dead_letters(letters)
@@ -121,8 +129,14 @@ class BatchProcessor:
                 ):
                     if count:
                         outcome.skipped_lines[name] = outcome.skipped_lines.get(name, 0) + count
-            now = await self._now(effects)
-            outcome.changes = await self._rescore(list(latest.values()), now)
+            now = await self._now([effect.occurred_at for effect in effects] + clock_times)
+            async with self._scoring:
+                # Re-read: a decay step may have moved some of them since apply returned.
+                fresh = await self._retry(lambda: self.store.load(list(latest)))
+                states = [state for state in fresh if state is not None]
+                outcome.changes = await self._rescore(states, now, "order")
+        elif clock_times:
+            await self._now(clock_times)
 
         await self._retry(
             lambda: self.store.add_counters(
@@ -131,6 +145,7 @@ class BatchProcessor:
                     "applied": outcome.applied,
                     "duplicates": outcome.duplicates,
                     "dead_letters": outcome.dead_letters,
+                    "clock_events": len(clock_times),
                     "segment_changes": outcome.changes,
                     **outcome.skipped_lines,
                 }
@@ -138,44 +153,107 @@ class BatchProcessor:
         )
         return outcome
 
-    async def _rescore(self, states: list[CustomerState], now: float) -> int:
+    async def decay(self, limit: int = 1000, max_rounds: int = 100) -> int:
+        """Re-score the customers whose segment is due to change by now; return how many.
+
+        Only customers in the due set are read, so the work follows the customers due, not
+        the population. Each is scheduled again for its next change.
+        """
         model = self.model()
         if model is None:
             return 0
-        changes = segment_changes(states, model, now, reason="order")
-        if not changes:
+        now = await self.current_time()
+        if now is None:
             return 0
-        # Publish first, record second: a crash in between re-emits the change on redelivery
-        # (same sequence number, so consumers drop it) instead of losing it.
-        await self.publisher.publish_changes(changes)
-        updates = [
-            SegmentUpdate(
-                customer_id=change.customer_id,
-                segment=change.segment,
-                previous_segment=change.previous_segment,
-                since=now,
-                model_version=change.model_version,
-                sequence=change.sequence,
-                history_entry=change.model_dump_json(),
-            )
-            for change in changes
-        ]
-        await self._retry(lambda: self.store.record_segments(updates))
-        return len(changes)
+        rescored = 0
+        for _ in range(max_rounds):
+            async with self._scoring:
+                due = await self._retry(self.store.pop_due, now, limit)
+                if not due:
+                    break
+                loaded = await self._retry(self.store.load, due)
+                states = [state for state in loaded if state is not None]
+                changes = await self._rescore(states, now, "recency")
+            rescored += len(states)
+            if changes:
+                await self._retry(self.store.add_counters, {"segment_changes": changes})
+        return rescored
 
-    async def _now(self, effects: Sequence[OrderEffect]) -> float:
+    async def rescore_all(self, reason: Reason = "retrain", batch_size: int = 2000) -> int:
+        """Re-score every customer (after a model switch); return how many changed segment."""
+        if self.model() is None:
+            return 0
+        now = await self.current_time()
+        if now is None:
+            return 0
+        changed = 0
+        async for batch in self.store.scan(batch_size):
+            async with self._scoring:
+                ids = [state.customer_id for state in batch if state.has_rfm]
+                fresh = await self._retry(self.store.load, ids)
+                states = [state for state in fresh if state is not None]
+                changed += await self._rescore(states, now, reason)
+        return changed
+
+    async def current_time(self) -> float | None:
+        """Now on the configured clock (None before the first event in event-time mode)."""
         if self.clock is Clock.WALL:
             return time.time()
-        latest = max(effect.occurred_at for effect in effects)
+        return await self._retry(self.store.clock)
+
+    async def _rescore(self, states: list[CustomerState], now: float, reason: Reason) -> int:
+        """Publish and record the segment changes of ``states`` at ``now``; schedule decay."""
+        model = self.model()
+        if model is None or not states:
+            return 0
+        changes = segment_changes(states, model, now, reason=reason)
+        if changes:
+            # Publish first, record second: a crash in between re-emits the change on
+            # redelivery (same sequence number, so consumers drop it) instead of losing it.
+            await self.publisher.publish_changes(changes)
+            updates = [
+                SegmentUpdate(
+                    customer_id=change.customer_id,
+                    segment=change.segment,
+                    previous_segment=change.previous_segment,
+                    since=now,
+                    model_version=change.model_version,
+                    sequence=change.sequence,
+                    history_entry=change.model_dump_json(),
+                    rfm=(
+                        change.rfm.recency_days,
+                        change.rfm.frequency,
+                        change.rfm.monetary,
+                    ),
+                )
+                for change in changes
+            ]
+            await self._retry(lambda: self.store.record_segments(updates))
+        due = next_change_times(states, model, now)
+        schedule = {
+            state.customer_id: when
+            for state, when in zip(states, due, strict=True)
+            if when is not None
+        }
+        await self._retry(lambda: self.store.schedule(schedule))
+        return len(changes)
+
+    async def _now(self, times: Sequence[float]) -> float:
+        if self.clock is Clock.WALL:
+            return time.time()
+        latest = max(times)
         return await self._retry(lambda: self.store.advance_clock(latest))
 
     @staticmethod
-    def _decode(messages: Sequence[RawMessage]) -> tuple[list[OrderEffect], list[DeadLetter]]:
+    def _decode(
+        messages: Sequence[RawMessage],
+    ) -> tuple[list[OrderEffect], list[float], list[DeadLetter]]:
         effects: list[OrderEffect] = []
+        clock_times: list[float] = []
         letters: list[DeadLetter] = []
         for message in messages:
             try:
-                effects.append(order_effect(parse_order_event(message.value)))
+                event = parse_event(message.value)
             except InvalidEvent as exc:
                 letters.append(
                     DeadLetter(
@@ -188,13 +266,18 @@ class BatchProcessor:
                         failed_at=datetime.now(tz=UTC),
                     )
                 )
-        return effects, letters
+                continue
+            if isinstance(event, ClockEvent):
+                clock_times.append(event.occurred_at.timestamp())
+            else:
+                effects.append(order_effect(event))
+        return effects, clock_times, letters
 
-    async def _retry(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _retry(self, call: Callable[..., Awaitable[T]], *args: Any) -> T:
         delay = self.retry_delay_s
         while True:
             try:
-                return await call()
+                return await call(*args)
             except StoreUnavailableError as exc:
                 log.error("store unavailable, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)

@@ -32,6 +32,9 @@ _FIELDS = (
     "segment_since",
     "model_version",
     "sequence",
+    "seg_r",
+    "seg_f",
+    "seg_m",
 )
 
 
@@ -59,6 +62,11 @@ def decode_state(customer_id: str, fields: Mapping[str, str | None]) -> Customer
         segment_since=number("segment_since"),
         model_version=fields.get("model_version") or None,
         sequence=int(fields.get("sequence") or 0),
+        segment_rfm=(
+            (int(fields["seg_r"] or 0), int(fields["seg_f"] or 0), float(fields["seg_m"] or 0))
+            if fields.get("seg_r") not in (None, "")
+            else None
+        ),
     )
 
 
@@ -81,6 +89,7 @@ class RedisStore:
         self._apply = client.register_script(_script("apply.lua"))
         self._record = client.register_script(_script("record_segment.lua"))
         self._clock = client.register_script(_script("advance_clock.lua"))
+        self._pop_due = client.register_script(_script("pop_due.lua"))
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "rfm") -> RedisStore:
@@ -144,6 +153,7 @@ class RedisStore:
                     update.sequence,
                     update.history_entry,
                     self.max_history,
+                    *(("", "", "") if update.rfm is None else (repr(v) for v in update.rfm)),
                 ],
                 client=pipe,
             )
@@ -224,6 +234,40 @@ class RedisStore:
             if state.orders:
                 pipe.sadd(self.keys.orders(customer), *state.orders)
         await self._execute(pipe)
+
+    async def load(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
+        if not customer_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for customer in customer_ids:
+            pipe.hmget(self.keys.state(customer), _FIELDS)
+        replies = await self._execute(pipe)
+        return [
+            decode_state(customer, dict(zip(_FIELDS, reply, strict=True)))
+            if any(value is not None for value in reply)
+            else None
+            for customer, reply in zip(customer_ids, replies, strict=True)
+        ]
+
+    async def schedule(self, due: Mapping[str, float]) -> None:
+        if not due:
+            return
+        try:
+            await self.client.zadd(self.keys.due, {c: t for c, t in due.items()})
+        except RedisError as exc:
+            raise StoreUnavailableError(f"Redis call failed: {exc}") from exc
+
+    async def pop_due(self, now: float, limit: int) -> list[str]:
+        try:
+            ids: list[str] = await self._pop_due(keys=[self.keys.due], args=[repr(now), limit])
+        except RedisError as exc:
+            raise StoreUnavailableError(f"Redis call failed: {exc}") from exc
+        return ids
+
+    async def due_count(self, until: float | None = None) -> int:
+        top = "+inf" if until is None else repr(until)
+        count: int = await self.client.zcount(self.keys.due, "-inf", top)
+        return count
 
     async def advance_clock(self, event_time: float) -> float:
         try:

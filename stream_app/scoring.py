@@ -9,12 +9,22 @@ from typing import Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from model_training.rules import SECONDS_PER_DAY
 from stream_app.events import RFMValues, SegmentChange
 from stream_app.state import CustomerState
 
-__all__ = ["SegmentModel", "rfm_matrix", "segment_changes"]
+__all__ = [
+    "HORIZON_DAYS",
+    "SegmentModel",
+    "change_driver",
+    "next_change_times",
+    "rfm_matrix",
+    "segment_changes",
+]
 
 Reason = Literal["order", "recency", "retrain"]
+Driver = Literal["recency", "frequency", "monetary", "model"]
+DIMENSIONS: tuple[Driver, Driver, Driver] = ("recency", "frequency", "monetary")
 
 
 class SegmentModel(Protocol):
@@ -71,18 +81,122 @@ def segment_changes(
         segment = str(name)
         if segment == state.segment:
             continue
+        rfm = RFMValues(
+            recency_days=int(row[0]), frequency=int(row[1]), monetary=round(float(row[2]), 2)
+        )
+        previous = state.segment_rfm
         changes.append(
             SegmentChange(
                 customer_id=state.customer_id,
                 previous_segment=state.segment,
                 segment=segment,
                 reason=reason,
-                rfm=RFMValues(
-                    recency_days=int(row[0]), frequency=int(row[1]), monetary=round(row[2], 2)
-                ),
+                rfm=rfm,
                 model_version=model.version,
                 occurred_at=occurred_at,
                 sequence=state.sequence + 1,
+                previous_rfm=(
+                    None
+                    if previous is None
+                    else RFMValues(
+                        recency_days=previous[0],
+                        frequency=previous[1],
+                        monetary=round(previous[2], 2),
+                    )
+                ),
+                driver=change_driver(reason, previous, (row[0], row[1], row[2])),
             )
         )
     return changes
+
+
+def change_driver(
+    reason: Reason,
+    previous: tuple[float, float, float] | None,
+    current: tuple[float, float, float],
+) -> Driver | None:
+    """Which dimension moved a customer.
+
+    A new model moves them (``model``), time passing moves recency; for an order, the RFM
+    dimension that changed most since the previous segment was assigned, measured on the
+    log scale the model sees (``log1p``, monetary floored at 0), so a first order of a
+    big spender reads as ``monetary`` and a repeat order as ``frequency``.
+
+    >>> change_driver("order", (40, 3, 500.0), (0, 4, 560.0))
+    'recency'
+    >>> change_driver("order", (2, 3, 500.0), (0, 4, 5600.0))
+    'monetary'
+    >>> change_driver("retrain", None, (0, 1, 10.0))
+    'model'
+    """
+    if reason == "retrain":
+        return "model"
+    if reason == "recency":
+        return "recency"
+    if previous is None:
+        return None
+    before = np.log1p(np.maximum(np.asarray(previous, dtype=np.float64), 0.0))
+    after = np.log1p(np.maximum(np.asarray(current, dtype=np.float64), 0.0))
+    dimension = int(np.argmax(np.abs(after - before)))
+    return DIMENSIONS[dimension]
+
+
+#: How far ahead (days of recency) the next segment change is looked for. A customer whose
+#: segment does not change within it is looked at again when the horizon is reached.
+HORIZON_DAYS = 1024
+
+
+def next_change_times(
+    states: Sequence[CustomerState], model: SegmentModel, now: float
+) -> list[float | None]:
+    """When, on the stream clock, each customer's segment changes if they buy nothing more.
+
+    Only recency grows with time, so the segment is a function of one variable. For centroid
+    models (KMeans, a classifier trained on centroid labels behaves alike) a segment's region is
+    convex, so along growing recency a customer leaves their segment once and never comes
+    back: the first day of change is found by bisection, with about log2(HORIZON_DAYS) model
+    calls for the whole batch instead of one per day. For other models the bisection finds a
+    change point, not always the first. ``None`` for customers without RFM; the horizon's end
+    when no change lies within it (the customer is then looked at again).
+
+    Examples
+    --------
+    >>> class Threshold:
+    ...     version = "v1"
+    ...     def predict_segments(self, rfm):
+    ...         return np.where(rfm[:, 0] > 30, "at_risk", "active")
+    >>> state = CustomerState("7", frequency=2, spent=30.0, last_purchase=0.0)
+    >>> due = next_change_times([state], Threshold(), now=10 * 86_400.0)
+    >>> due[0] / 86_400  # recency 31 days is the first "at_risk" day
+    31.0
+    """
+    due: list[float | None] = [None] * len(states)
+    rows = [row for row, state in enumerate(states) if state.has_rfm]
+    if not rows:
+        return due
+    scored = [states[row] for row in rows]
+    base = rfm_matrix(scored, now)
+    current = model.predict_segments(base)
+
+    def segment_after(days: npt.NDArray[np.int64]) -> npt.NDArray[np.str_]:
+        future = base.copy()
+        future[:, 0] = base[:, 0] + days
+        return model.predict_segments(future)
+
+    low = np.zeros(len(scored), dtype=np.int64)  # still the same segment at base + low
+    high = np.full(len(scored), HORIZON_DAYS, dtype=np.int64)
+    changes = segment_after(high) != current
+    # Bisect only where a change lies within the horizon; others wake at the horizon.
+    while True:
+        active = changes & (high - low > 1)
+        if not active.any():
+            break
+        middle = (low + high) // 2
+        moved = segment_after(middle) != current
+        high = np.where(active & moved, middle, high)
+        low = np.where(active & ~moved, middle, low)
+    for position, (row, state) in enumerate(zip(rows, scored, strict=True)):
+        assert state.last_purchase is not None
+        days = int(base[position, 0] + high[position])
+        due[row] = state.last_purchase + days * SECONDS_PER_DAY
+    return due

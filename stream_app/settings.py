@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     batch_size: int = Field(500, ge=1, description="Events applied per Redis round trip")
     batch_window_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch")
     session_timeout_s: float = Field(10.0, gt=0, description="Kafka consumer session timeout")
+    decay_interval_s: float = Field(
+        1.0, gt=0, description="How often due customers are re-scored as time passes"
+    )
     web_port: int = Field(6066, description="Port of the worker's faust web server")
     key_prefix: str = Field("rfm", description="Prefix of every Redis key")
 

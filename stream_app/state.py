@@ -45,6 +45,7 @@ class CustomerState:
     segment_since: float | None = None
     model_version: str | None = None
     sequence: int = 0
+    segment_rfm: tuple[int, int, float] | None = None  # RFM when the segment was assigned
     items: dict[str, ItemTotals] = field(default_factory=dict)
     orders: frozenset[str] = frozenset()
 

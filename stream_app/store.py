@@ -31,6 +31,7 @@ class SegmentUpdate:
     model_version: str
     sequence: int
     history_entry: str  # the published change, JSON
+    rfm: tuple[int, int, float] | None = None  # the RFM the segment was assigned at
 
 
 class CustomerStore(Protocol):
@@ -49,6 +50,22 @@ class CustomerStore(Protocol):
 
     async def get(self, customer_id: str) -> CustomerState | None:
         """The full state of one customer (items and applied event ids included)."""
+        ...
+
+    async def load(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
+        """Several customers' states (without items and event ids), in one round trip."""
+        ...
+
+    async def schedule(self, due: Mapping[str, float]) -> None:
+        """Set when (stream clock) each customer's segment is next due to change."""
+        ...
+
+    async def pop_due(self, now: float, limit: int) -> list[str]:
+        """Take up to ``limit`` customers due by ``now``; each is taken by one caller only."""
+        ...
+
+    async def due_count(self, until: float | None = None) -> int:
+        """How many customers are scheduled (due by ``until``, if given)."""
         ...
 
     def scan(self, batch_size: int = 1000) -> AsyncIterator[list[CustomerState]]:
@@ -87,6 +104,7 @@ class MemoryStore:
         self._states: dict[str, CustomerState] = {}
         self._history: dict[str, list[str]] = {}
         self._clock: float | None = None
+        self._due: dict[str, float] = {}
         self._counters: dict[str, int] = {}
         self._max_history = max_history
 
@@ -103,14 +121,15 @@ class MemoryStore:
         stored = 0
         for update in updates:
             state = self._states.get(update.customer_id) or CustomerState(update.customer_id)
-            if state.segment != update.previous_segment:
+            if state.segment != update.previous_segment or update.sequence <= state.sequence:
                 continue
             self._states[update.customer_id] = replace(
                 state,
                 segment=update.segment,
                 segment_since=update.since,
                 model_version=update.model_version,
-                sequence=max(state.sequence, update.sequence),
+                sequence=update.sequence,
+                segment_rfm=update.rfm if update.rfm is not None else state.segment_rfm,
             )
             entries = self._history.setdefault(update.customer_id, [])
             entries.insert(0, update.history_entry)
@@ -120,6 +139,26 @@ class MemoryStore:
 
     async def get(self, customer_id: str) -> CustomerState | None:
         return self._states.get(customer_id)
+
+    async def load(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
+        found = [self._states.get(customer) for customer in customer_ids]
+        return [
+            None if state is None else replace(state, items={}, orders=frozenset())
+            for state in found
+        ]
+
+    async def schedule(self, due: Mapping[str, float]) -> None:
+        self._due.update(due)
+
+    async def pop_due(self, now: float, limit: int) -> list[str]:
+        ready = sorted((time, customer) for customer, time in self._due.items() if time <= now)
+        taken = [customer for _, customer in ready[:limit]]
+        for customer in taken:
+            del self._due[customer]
+        return taken
+
+    async def due_count(self, until: float | None = None) -> int:
+        return sum(1 for time in self._due.values() if until is None or time <= until)
 
     async def scan(self, batch_size: int = 1000) -> AsyncIterator[list[CustomerState]]:
         states = [replace(state, items={}, orders=frozenset()) for state in self._states.values()]

@@ -20,6 +20,7 @@ from stream_app.settings import Clock, Settings
 
 __all__ = [
     "bootstrap",
+    "clock",
     "customer",
     "demo",
     "export",
@@ -150,7 +151,8 @@ def bootstrap(input_path: Path) -> None:
 @click.command()
 @click.argument("customer_id")
 @click.option("--history", is_flag=True, help="Also show the recent segment changes.")
-def customer(customer_id: str, history: bool) -> None:
+@click.option("--as-of", "as_of", default=None, help="Also show the segment at this past date.")
+def customer(customer_id: str, history: bool, as_of: str | None) -> None:
     """Show one customer's RFM, segment and last order."""
     settings = Settings()
 
@@ -176,10 +178,14 @@ def customer(customer_id: str, history: bool) -> None:
         )
         click.echo(f"first order   {_format_time(state.first_purchase)}")
         click.echo(f"country       {state.country or '-'}")
+        entries = [SegmentChange.model_validate_json(e) for e in await store.history(customer_id)]
+        if as_of is not None:
+            moment = datetime.fromtimestamp(_parse_time(as_of), tz=UTC)
+            past = segment_as_of(entries, moment)
+            click.echo(f"as of {moment:%Y-%m-%d %H:%M}  {past or 'no segment yet'}")
         if history:
             click.echo("history (newest first):")
-            for entry in await store.history(customer_id):
-                change = SegmentChange.model_validate_json(entry)
+            for change in entries:
                 click.echo(f"  {_describe(change)}")
 
     _with_store(settings, work)
@@ -218,12 +224,25 @@ def export(output: Path, t_ref: str | None) -> None:
     click.echo(f"wrote {count:,} customers to {output}", err=True)
 
 
+def segment_as_of(history: list[SegmentChange], moment: datetime) -> str | None:
+    """The segment a customer was in at ``moment``, from their history (newest first).
+
+    None when the history holds no change at or before ``moment`` (the customer had no
+    segment yet, or the change is older than the bounded history keeps).
+    """
+    for change in history:
+        if change.occurred_at <= moment:
+            return change.segment
+    return None
+
+
 def _describe(change: SegmentChange) -> str:
     rfm = change.rfm
     return (
         f"{change.occurred_at:%Y-%m-%d %H:%M}  {change.customer_id:<8} "
         f"{change.previous_segment or '(new)'} -> {change.segment}  [{change.reason}] "
         f"R={rfm.recency_days}d F={rfm.frequency} M={rfm.monetary:,.2f}  #{change.sequence}"
+        + (f" (driver: {change.driver})" if change.driver else "")
     )
 
 
@@ -276,3 +295,34 @@ def demo(output: Path, customers: int, seed: int) -> None:
 
     if not run_demo(output, customers, seed, click.echo):
         raise SystemExit(1)
+
+
+@click.group()
+def clock() -> None:
+    """The stream clock (event time): show it, or move it forward without orders."""
+
+
+@clock.command("show")
+def clock_show() -> None:
+    """Print the stream clock and how many customers are due to change segment by then."""
+    settings = Settings()
+
+    async def work(store: RedisStore) -> None:
+        now = time.time() if settings.clock is Clock.WALL else await store.clock()
+        click.echo(f"clock       {_format_time(now)} ({settings.clock.value} time)")
+        click.echo(f"scheduled   {await store.due_count():,} customers")
+        if now is not None:
+            click.echo(f"due now     {await store.due_count(now):,} customers")
+
+    _with_store(settings, work)
+
+
+@clock.command("advance")
+@click.option("--to", "to", required=True, help="ISO date the clock moves to, e.g. 2012-06-01.")
+def clock_advance(to: str) -> None:
+    """Publish a clock event: workers move the event-time clock and re-score due customers."""
+    from stream_app.clock_events import publish_clock_event
+
+    moment = datetime.fromtimestamp(_parse_time(to), tz=UTC)
+    asyncio.run(publish_clock_event(Settings(), moment))
+    click.echo(f"published a clock event for {moment.isoformat()}", err=True)

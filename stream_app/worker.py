@@ -105,7 +105,16 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(interval=MODEL_REFRESH_S)
     async def refresh_model() -> None:
-        models.refresh()
+        if models.refresh():
+            changed = await processor.rescore_all("retrain")
+            log.info("re-scored every customer with the new model: %d changed segment", changed)
+
+    @app.timer(interval=settings.decay_interval_s)
+    async def decay() -> None:
+        # Customers whose segment changes with time passing, taken from the due set.
+        rescored = await processor.decay()
+        if rescored:
+            log.info("re-scored %d customer(s) whose segment was due to change", rescored)
 
     @app.agent(orders, concurrency=1)
     async def apply_orders(stream: Any) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -19,6 +21,7 @@ from model_training.artifact import LoadedModel, load_model
 from model_training.loading import load_transactions
 from model_training.pipeline import train
 from stream_app.bootstrap import bootstrap_states, load_history
+from stream_app.clock_events import publish_clock_event
 from stream_app.redis_store import RedisStore
 from stream_app.replay import ReplayPlan, build_events
 from stream_app.settings import Settings
@@ -36,6 +39,18 @@ from tests.integration.streaming import (
 pytestmark = pytest.mark.uci
 
 T_REF = datetime(2011, 12, 10, tzinfo=UTC)
+LATER = datetime(2012, 6, 1, tzinfo=UTC)
+
+
+def clock_and_due(settings: Settings, until: float) -> tuple[float | None, int]:
+    async def run() -> tuple[float | None, int]:
+        store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
+        try:
+            return await store.clock(), await store.due_count(until)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +117,16 @@ def test_replay_equals_batch_and_replaying_again_changes_nothing(
         replay(settings, plan.events)
         assert worker.process.poll() is None, worker.log()
 
+        # Time passes without orders: every stored segment follows the model at the new date.
+        asyncio.run(publish_clock_event(settings, LATER))
+        wait_for(
+            lambda: clock_and_due(settings, LATER.timestamp()) == (LATER.timestamp(), 0),
+            timeout_s=120,
+            what="the clock to reach 2012-06-01 and the due customers to be re-scored",
+        )
+        time.sleep(1.0)  # the last decay step records after it pops
+        later_states = full_states(settings)
+
     assert len(first) == len(batch) == 4334
     merged = batch.merge(first, on="customer_id", suffixes=("_batch", "_stream"))
     assert len(merged) == 4334
@@ -116,12 +141,27 @@ def test_replay_equals_batch_and_replaying_again_changes_nothing(
     assert again["duplicates"] == len(plan.events)
     assert_same_states(full_states(settings), states_once)
 
-    # Every customer with RFM got a segment, announced by a change event naming it.
+    # At 2012-06-01 every stored segment is what the model assigns then, and the changes
+    # that got customers there came with reason "recency".
+    model = _model(model_dir)
+    scored = sorted(c for c, state in later_states.items() if state.has_rfm)
+    rfm = np.array([later_states[c].rfm(LATER.timestamp()) for c in scored])
+    expected = dict(zip(scored, model.predict_segments(rfm), strict=True))
+    wrong = {
+        c: (later_states[c].segment, expected[c])
+        for c in scored
+        if later_states[c].segment != expected[c]
+    }
+    assert not wrong, (
+        f"{len(wrong)} customers not in their 2012-06-01 segment: {list(wrong.items())[:5]}"
+    )
+
     announced = last_changes(settings)
-    for customer, state in full_states(settings).items():
-        if state.has_rfm:
-            assert state.segment is not None
-            assert announced[customer].segment == state.segment
+    recency_moves = [c for c in announced.values() if c.reason == "recency"]
+    assert recency_moves, "no customer moved with time passing"
+    assert all(change.driver == "recency" for change in recency_moves)
+    for customer in scored:
+        assert announced[customer].segment == later_states[customer].segment
 
 
 def test_shuffled_replay_and_bootstrap_give_the_same_state(

@@ -12,7 +12,7 @@ import stream_app
 from stream_app.events import OrderEvent, parse_order_event, write_json_schemas
 
 SCHEMA_DIR = Path(stream_app.__file__).resolve().parent / "schemas"
-SCHEMA_NAMES = ("order_event", "segment_change", "dead_letter")
+SCHEMA_NAMES = ("order_event", "segment_change", "clock_event", "dead_letter")
 
 #: The order event of DESIGN.md ("Events"), verbatim.
 DESIGN_EVENT: dict[str, Any] = {

@@ -1,0 +1,41 @@
+"""Move the event-time clock without orders: ``rfm clock advance``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from stream_app.events import ClockEvent
+from stream_app.exceptions import BrokerUnavailableError
+from stream_app.kafka_admin import ensure_topics
+from stream_app.settings import Settings
+
+__all__ = ["publish_clock_event"]
+
+
+async def publish_clock_event(settings: Settings, moment: datetime) -> None:
+    """Publish a clock event on the orders topic.
+
+    The clock is shared by all workers (it lives in Redis), so one partition is enough: the
+    worker that reads it moves the clock, and every worker's decay step sees the new time.
+    """
+    await ensure_topics(
+        settings.kafka_bootstrap,
+        [settings.orders_topic, settings.changes_topic, settings.dlq_topic],
+        settings.topic_partitions,
+    )
+    event = ClockEvent(kind="clock", occurred_at=moment)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    try:
+        await producer.start()
+        await producer.send_and_wait(
+            settings.orders_topic, event.model_dump_json().encode(), key=b"clock", partition=0
+        )
+    except KafkaError as exc:
+        raise BrokerUnavailableError(
+            f"cannot publish to {settings.kafka_bootstrap}: {exc}"
+        ) from exc
+    finally:
+        await producer.stop()
