@@ -36,6 +36,8 @@ Each name has a recommended marketing action, :data:`ACTIONS`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
@@ -121,7 +123,12 @@ def segment_scores(
     return scores
 
 
-def name_segments(profiles: npt.ArrayLike, population: npt.ArrayLike) -> list[str]:
+def name_segments(
+    profiles: npt.ArrayLike,
+    population: npt.ArrayLike,
+    *,
+    taken: Collection[str] = (),
+) -> list[str]:
     """Name each segment from its profile; names are distinct within the model.
 
     Parameters
@@ -130,6 +137,9 @@ def name_segments(profiles: npt.ArrayLike, population: npt.ArrayLike) -> list[st
         Shape ``(k, 3)``, row ``i`` the mean RFM of segment ``i``; ``1 <= k <= 11``.
     population
         Shape ``(n, 3)``, the customers' RFM the scores are relative to.
+    taken
+        Names already used by other segments of the same model (segments that kept their
+        name across a retrain, :mod:`model_training.stability`): left out of the vocabulary.
 
     Returns
     -------
@@ -143,17 +153,18 @@ def name_segments(profiles: npt.ArrayLike, population: npt.ArrayLike) -> list[st
     ['champions', 'lost']
     """
     scores = segment_scores(profiles, population)
-    if scores.shape[0] > len(SEGMENT_NAMES):
+    free = [name for name in SEGMENT_NAMES if name not in set(taken)]
+    if scores.shape[0] > len(free):
         raise ValueError(
-            f"{scores.shape[0]} segments but only {len(SEGMENT_NAMES)} names; "
-            "use at most 11 segments"
+            f"{scores.shape[0]} segments but only {len(free)} free names of "
+            f"{len(SEGMENT_NAMES)}; use at most 11 segments in all"
         )
-    prototypes = np.array(list(PROTOTYPES.values()), dtype=np.float64)
+    prototypes = np.array([PROTOTYPES[name] for name in free], dtype=np.float64)
     cost = ((scores[:, None, :] - prototypes[None, :, :]) ** 2).sum(axis=2)
     rows, cols = linear_sum_assignment(cost)
     names = [""] * scores.shape[0]
     for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
-        names[row] = SEGMENT_NAMES[col]
+        names[row] = free[col]
     return names
 
 

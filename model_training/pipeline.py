@@ -44,6 +44,7 @@ __all__ = [
     "ProgressCallback",
     "TrainingResult",
     "fit_segmenter",
+    "model_card",
     "segment_table",
     "train",
 ]
@@ -87,12 +88,16 @@ class FitExtras:
         A 2-D picture of the customers: columns ``x``, ``y``, ``segment``.
     seed
         The seed recipe's full result (``None`` for ``auto``).
+    fit_rows
+        Positions (in the input frame) of the rows the final model was fitted on, when it was
+        fitted on a sample (``max_select_rows``); ``None`` when fitted on every row.
     """
 
     method: str
     quality: dict[str, Any]
     view2d: pd.DataFrame
     seed: SeedResult | None = None
+    fit_rows: npt.NDArray[np.int64] | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,7 @@ def fit_segmenter(
     k_values: Iterable[int] | None = None,
     random_state: int = 0,
     trim_quantile: float | None = TRIM_QUANTILE,
+    max_select_rows: int | None = None,
 ) -> tuple[RFMSegmenter, pd.DataFrame, FitExtras]:
     """Choose and fit the segmentation model from an RFM frame alone.
 
@@ -162,6 +168,13 @@ def fit_segmenter(
         Seed of every random step.
     trim_quantile
         Customers above this quantile of frequency or monetary are left out of the fit.
+    max_select_rows
+        ``auto`` only. Agglomerative clustering and the silhouette cost O(n²) time (Ward also
+        O(n²) memory), so with more rows than this the candidates are compared on a
+        deterministic random sample of this many rows (seeded by ``random_state``), and an
+        agglomerative winner is fitted on that sample too (its classifier still places every
+        customer); KMeans and Gaussian mixtures are fitted on every row. ``None`` (the
+        default, as ``rfm train``) uses every row everywhere.
 
     Returns
     -------
@@ -205,23 +218,36 @@ def fit_segmenter(
     if method != "auto":
         raise ValueError(f"method must be 'auto' or 'seed', got {method!r}")
 
-    _, z = fit_space(x, feature_transform="log", trim_quantile=trim_quantile)
+    sample: npt.NDArray[np.int64] | None = None
+    x_select = x
+    if max_select_rows is not None and x.shape[0] > max_select_rows:
+        rng = np.random.default_rng(random_state)
+        # Sorted so the sample keeps the input order: the same rows give the same model.
+        sample = np.sort(rng.choice(x.shape[0], size=max_select_rows, replace=False))
+        x_select = x[sample]
+    _, z = fit_space(x_select, feature_transform="log", trim_quantile=trim_quantile)
     ks = DEFAULT_K if k_values is None else k_values
     comparison = compare_methods(z, k_values=ks, random_state=random_state)
     best = best_row(comparison)
+    method_name = str(best["method"])
+    if method_name != "agglomerative":
+        sample, x_select = None, x  # linear-time methods learn from every row
     segmenter = RFMSegmenter(
-        method=str(best["method"]),  # type: ignore[arg-type]
+        method=method_name,  # type: ignore[arg-type]
         n_clusters=int(best["k"]),
         feature_transform="log",
         trim_quantile=trim_quantile,
         random_state=random_state,
-    ).fit(x)
+    ).fit(x_select)
     quality = {
         "silhouette": float(best["silhouette"]),
         **_scores(comparison),
         "silhouette_space": "log1p + standard-scaled RFM of trimmed customers",
     }
-    return segmenter, comparison, FitExtras("auto", quality, _pca_view(segmenter, x))
+    if max_select_rows is not None and x.shape[0] > max_select_rows:
+        quality["selection_rows"] = int(max_select_rows)
+    extras = FitExtras("auto", quality, _pca_view(segmenter, x), fit_rows=sample)
+    return segmenter, comparison, extras
 
 
 def _scores(comparison: pd.DataFrame) -> dict[str, float]:
@@ -350,7 +376,7 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         _write_rfm_csv(out / RFM_CSV, rfm, names)
         version = make_version(reference, _fingerprint(x, rfm.index, segmenter, method))
-        card = _model_card(
+        card = model_card(
             version=version,
             method=method,
             segmenter=segmenter,
@@ -409,7 +435,7 @@ def _fingerprint(
     return digest.digest()
 
 
-def _model_card(
+def model_card(
     *,
     version: str,
     method: str,
@@ -421,6 +447,34 @@ def _model_card(
     cleaning: dict[str, int],
     comparison: pd.DataFrame,
 ) -> dict[str, Any]:
+    """Build the model card ``rfm train`` writes (the stream's retrain writes the same one).
+
+    Parameters
+    ----------
+    version
+        Model version id.
+    method
+        How the model was chosen (``"auto"`` or ``"seed"``).
+    segmenter
+        The fitted model.
+    extras
+        What fitting found (quality figures).
+    segments
+        The segment table, from :func:`segment_table`.
+    t_ref
+        Reference time of the RFM.
+    n_customers
+        Customers scored.
+    cleaning
+        Cleaning counts (empty when trained from RFM state rather than a file).
+    comparison
+        Scores of every candidate.
+
+    Returns
+    -------
+    dict
+        The card, JSON-ready once passed through :func:`~model_training.artifact.save_model`.
+    """
     quality = dict(extras.quality)
     return {
         "version": version,

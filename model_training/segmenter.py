@@ -26,6 +26,7 @@ Methods
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -316,6 +317,32 @@ class RFMSegmenter(ClusterMixin, BaseEstimator):  # type: ignore[misc]
             # A mixture component can end up with no member; its profile is then the average.
             profiles[label] = members.mean(axis=0) if members.shape[0] else overall
         return profiles
+
+    def set_segment_names(self, names: Sequence[str]) -> RFMSegmenter:
+        """Replace the segment names of a fitted model (labels and clustering are unchanged).
+
+        A retrained model keeps the names its segments had in the previous version
+        (:mod:`model_training.stability`) rather than the ones the naming rules would give.
+
+        Parameters
+        ----------
+        names : sequence of str
+            ``names[label]`` for every label ``0 .. n_clusters - 1``; distinct and non-empty.
+
+        Returns
+        -------
+        RFMSegmenter
+            ``self``, renamed.
+        """
+        check_is_fitted(self, "segment_name_array_")
+        listed = [str(name) for name in names]
+        if len(listed) != int(self.n_clusters):
+            raise ValueError(f"{len(listed)} names for {self.n_clusters} segments")
+        if len(set(listed)) != len(listed) or not all(listed):
+            raise ValueError(f"segment names must be distinct and non-empty, got {listed}")
+        self.segment_names_ = dict(enumerate(listed))
+        self.segment_name_array_ = np.array(listed, dtype=str)
+        return self
 
     # -------------------------------------------------------------- predict
 

@@ -73,7 +73,8 @@ def order_effect(event: OrderEvent) -> OrderEffect:
             continue
         units[line.sku] = units.get(line.sku, 0) + line.quantity
         values[line.sku] = values.get(line.sku, 0.0) + line.quantity * line.unit_price
-    items = tuple(ItemDelta(sku, units[sku], values[sku]) for sku in sorted(units))
+    skus = sorted(units)
+    items = tuple(map(ItemDelta, skus, map(units.__getitem__, skus), map(values.__getitem__, skus)))
     return OrderEffect(
         customer_id=event.customer_id,
         event_id=event.event_id,
