@@ -1,43 +1,55 @@
-"""The model the worker scores with, reloaded when ``rfm train`` writes a new one."""
+"""The model the worker scores with: the registry's current version, followed as it changes."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+from model_training.artifact import LoadedModel
 from model_training.exceptions import ModelArtifactError
-from stream_app.scoring import SegmentModel
+from stream_app.exceptions import StreamError
+from stream_app.registry import ModelRegistry
 
 __all__ = ["ModelSource"]
 
 log = logging.getLogger(__name__)
 
-CARD_NAME = "model_card.json"
 ARTIFACT_NAME = "model.joblib"
 
 
 class ModelSource:
-    """Holds the current model of a model directory.
+    """Holds the current model and follows the registry's pointer.
 
-    ``refresh()`` loads the directory's model when its files changed; a model that fails to
-    load leaves the current one serving, and the reason is logged (once per failing version).
+    When the registry has no version yet and ``RFM_MODEL_DIR`` holds a model written by
+    ``rfm train``, that model is imported as the first version. A version that fails to load
+    leaves the current model serving; the reason is logged once per failing version.
     """
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, registry: ModelRegistry, model_dir: Path) -> None:
+        self.registry = registry
         self.model_dir = model_dir
-        self._model: SegmentModel | None = None
-        self._seen: tuple[float, float] | None = None
+        self._model: LoadedModel | None = None
+        self._failed: str | None = None
+        self._said_missing = False
         self.last_error: str | None = None
 
-    def current(self) -> SegmentModel | None:
+    def current(self) -> LoadedModel | None:
         """The model to score with, or None while there is none."""
         return self._model
 
     def refresh(self) -> bool:
-        """Load the directory's model if it changed since the last look; True if switched."""
-        stamp = self._stamp()
-        if stamp is None or stamp == self._seen:
-            if stamp is None and self._seen is None and self.last_error is None:
+        """Switch to the registry's current version if it changed; True if switched."""
+        try:
+            version = self.registry.current_version()
+            if version is None and (self.model_dir / ARTIFACT_NAME).exists():
+                version = self.registry.import_dir(self.model_dir)
+                log.info("registered the model in %s as version %s", self.model_dir, version)
+        except (StreamError, ModelArtifactError) as exc:
+            self._note_failure(None, str(exc))
+            return False
+        if version is None:
+            if not self._said_missing:
+                self._said_missing = True
                 self.last_error = f"no model in {self.model_dir} yet"
                 log.warning(
                     "no model in %s yet: keeping RFM state current, segments come once "
@@ -45,34 +57,24 @@ class ModelSource:
                     self.model_dir,
                 )
             return False
-        self._seen = stamp
-        from model_training.artifact import load_model  # scikit-learn loads only when needed
-
+        if self._model is not None and version == self._model.version:
+            return False
+        if version == self._failed:
+            return False
         try:
-            model = load_model(self.model_dir)
+            model = self.registry.load(version)
         except ModelArtifactError as exc:
-            self.last_error = str(exc)
-            if self._model is None:
-                log.error("cannot load the model in %s: %s", self.model_dir, exc)
-            else:
-                log.error(
-                    "cannot load the new model in %s, model %s keeps serving: %s",
-                    self.model_dir,
-                    self._model.version,
-                    exc,
-                )
+            self._note_failure(version, str(exc))
             return False
         previous = self._model.version if self._model else None
         self._model = model
+        self._failed = None
         self.last_error = None
-        if previous != model.version:
-            log.info("serving model %s (was %s)", model.version, previous)
-        return previous != model.version
+        log.info("serving model %s (was %s)", model.version, previous)
+        return True
 
-    def _stamp(self) -> tuple[float, float] | None:
-        try:
-            card = (self.model_dir / CARD_NAME).stat().st_mtime
-            artifact = (self.model_dir / ARTIFACT_NAME).stat().st_mtime
-        except FileNotFoundError:
-            return None
-        return card, artifact
+    def _note_failure(self, version: str | None, reason: str) -> None:
+        self._failed = version
+        self.last_error = reason
+        serving = self._model.version if self._model else None
+        log.error("cannot load model %s: %s; serving %s", version, reason, serving)

@@ -76,6 +76,10 @@ class Keys:
         """Hash describing the last retrain attempt (time, outcome, reasons, version)."""
         return f"{self.prefix}:retrain:last"
 
+    def rescore_claim(self, version: str) -> str:
+        """Taken by the one worker that re-scores every customer for a new model version."""
+        return f"{self.prefix}:model:rescored:{version}"
+
     def customer_of(self, key: str) -> str:
         """The customer id inside one of this prefix's per-customer keys."""
         start = key.index("{") + 1

@@ -41,6 +41,20 @@ class Settings(BaseSettings):
     decay_interval_s: float = Field(
         1.0, gt=0, description="How often due customers are re-scored as time passes"
     )
+    retrain_interval_s: float = Field(
+        3600.0, ge=0, description="Retrain at most this often (0: only on `rfm retrain`)"
+    )
+    retrain_min_events: int = Field(
+        1000, ge=0, description="Retrain only after this many events applied since the last"
+    )
+    retrain_check_s: float = Field(5.0, gt=0, description="How often a worker looks")
+    gate_min_silhouette: float = Field(0.15, description="Refuse a model below this silhouette")
+    gate_min_segment_share: float = Field(
+        0.01, ge=0, le=1, description="Refuse a model with a smaller segment"
+    )
+    gate_max_changed_share: float = Field(
+        0.35, ge=0, le=1, description="Refuse a model that moves more customers than this"
+    )
     web_port: int = Field(6066, description="Port of the worker's faust web server")
     key_prefix: str = Field("rfm", description="Prefix of every Redis key")
 

@@ -63,15 +63,27 @@ def _format_time(epoch: float | None) -> str:
 
 
 def _load_model(settings: Settings) -> SegmentModel | None:
-    from model_training.artifact import load_model
+    """The model the workers serve (the registry's current version), else RFM_MODEL_DIR's."""
+    import redis
 
-    if not (settings.model_dir / "model.joblib").exists():
-        return None
+    from model_training.artifact import load_model
+    from stream_app.names import Keys
+    from stream_app.registry import ModelRegistry
+
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
-        return load_model(settings.model_dir)
+        current = ModelRegistry(settings.model_dir, client, Keys(settings.key_prefix))
+        model = current.load_current()
+        if model is not None:
+            return model
+        if (settings.model_dir / "model.joblib").exists():
+            return load_model(settings.model_dir)
+        return None
     except ModelArtifactError as exc:
         click.echo(f"warning: {exc}", err=True)
         return None
+    finally:
+        client.close()
 
 
 @click.command()

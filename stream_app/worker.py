@@ -18,11 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import faust
+import redis
 
+from model_training.retrain import QualityGates
 from stream_app.events import DeadLetter, SegmentChange
 from stream_app.model_source import ModelSource
+from stream_app.names import Keys
 from stream_app.processor import BatchProcessor, RawMessage
 from stream_app.redis_store import RedisStore
+from stream_app.registry import ModelRegistry
+from stream_app.retraining import Retrainer
 from stream_app.settings import Settings
 
 __all__ = ["FaustPublisher", "create_app", "run_worker"]
@@ -93,9 +98,26 @@ def create_app(settings: Settings) -> faust.App:
     dead_letters = _raw_topic(app, settings.dlq_topic, settings.topic_partitions)
 
     store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
-    models = ModelSource(settings.model_dir)
+    keys = Keys(settings.key_prefix)
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    registry = ModelRegistry(settings.model_dir, client, keys)
+    models = ModelSource(registry, settings.model_dir)
     processor = BatchProcessor(
         store, FaustPublisher(changes, dead_letters), models.current, clock=settings.clock
+    )
+    retrainer = Retrainer(
+        registry,
+        store,
+        client,
+        models.current,
+        processor.current_time,
+        interval_s=settings.retrain_interval_s,
+        min_events=settings.retrain_min_events,
+        gates=QualityGates(
+            min_silhouette=settings.gate_min_silhouette,
+            min_segment_share=settings.gate_min_segment_share,
+            max_changed_share=settings.gate_max_changed_share,
+        ),
     )
 
     @app.task
@@ -105,9 +127,19 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(interval=MODEL_REFRESH_S)
     async def refresh_model() -> None:
-        if models.refresh():
+        if not models.refresh():
+            return
+        model = models.current()
+        assert model is not None
+        # Every worker switches; one of them (whoever claims the version) re-scores everyone.
+        claim = keys.rescore_claim(model.version)
+        if client.set(claim, settings.app_id, nx=True, ex=7 * 86_400):
             changed = await processor.rescore_all("retrain")
-            log.info("re-scored every customer with the new model: %d changed segment", changed)
+            log.info("re-scored every customer with model %s: %d moved", model.version, changed)
+
+    @app.timer(interval=settings.retrain_check_s)
+    async def retrain() -> None:
+        await retrainer.maybe_retrain()
 
     @app.timer(interval=settings.decay_interval_s)
     async def decay() -> None:
