@@ -76,6 +76,11 @@ class Keys:
         """Hash describing the last retrain attempt (time, outcome, reasons, version)."""
         return f"{self.prefix}:retrain:last"
 
+    @property
+    def workers(self) -> str:
+        """Hash: worker id -> JSON of the model version it serves and when it last said so."""
+        return f"{self.prefix}:workers"
+
     def rescore_claim(self, version: str) -> str:
         """Taken by the one worker that re-scores every customer for a new model version."""
         return f"{self.prefix}:model:rescored:{version}"

@@ -84,6 +84,7 @@ class Retrainer:
         min_events: int,
         gates: QualityGates,
         lock_ttl_s: float = 900.0,
+        worker_id: str = "",
     ) -> None:
         self.registry = registry
         self.store = store
@@ -95,6 +96,7 @@ class Retrainer:
         self.gates = gates
         self.lock_ttl_s = lock_ttl_s
         self.token = uuid.uuid4().hex
+        self.worker_id = worker_id or self.token
 
     async def maybe_retrain(self) -> str | None:
         """Retrain if asked or due and if this worker gets the lock; the new version or None."""
@@ -127,7 +129,11 @@ class Retrainer:
 
     async def _retrain(self, applied: int, requested: bool) -> str | None:
         started = time.monotonic()
-        outcome: dict[str, Any] = {"applied_events": applied, "requested": requested}
+        outcome: dict[str, Any] = {
+            "applied_events": applied,
+            "requested": requested,
+            "worker": self.worker_id,
+        }
         previous = self.current()
         try:
             clock = await self.now()

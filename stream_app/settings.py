@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     retrain_min_events: int = Field(
         1000, ge=0, description="Retrain only after this many events applied since the last"
     )
+    model_refresh_s: float = Field(
+        5.0, gt=0, description="How often a worker looks for a new current model version"
+    )
     retrain_check_s: float = Field(5.0, gt=0, description="How often a worker looks")
     gate_min_silhouette: float = Field(0.15, description="Refuse a model below this silhouette")
     gate_min_segment_share: float = Field(

@@ -11,8 +11,12 @@ out with more workers in the same consumer group instead.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import socket
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +38,6 @@ __all__ = ["FaustPublisher", "create_app", "run_worker"]
 
 log = logging.getLogger(__name__)
 
-MODEL_REFRESH_S = 5.0
 
 
 class FaustPublisher:
@@ -105,6 +108,7 @@ def create_app(settings: Settings) -> faust.App:
     processor = BatchProcessor(
         store, FaustPublisher(changes, dead_letters), models.current, clock=settings.clock
     )
+    worker_id = f"{socket.gethostname()}-{os.getpid()}"
     retrainer = Retrainer(
         registry,
         store,
@@ -118,6 +122,7 @@ def create_app(settings: Settings) -> faust.App:
             min_segment_share=settings.gate_min_segment_share,
             max_changed_share=settings.gate_max_changed_share,
         ),
+        worker_id=worker_id,
     )
 
     @app.task
@@ -125,9 +130,17 @@ def create_app(settings: Settings) -> faust.App:
         await store.ping()
         models.refresh()
 
-    @app.timer(interval=MODEL_REFRESH_S)
+    @app.timer(interval=settings.model_refresh_s)
     async def refresh_model() -> None:
-        if not models.refresh():
+        switched = models.refresh()
+        serving = models.current()
+        # Say which version this worker serves, for `rfm models list` and for operators.
+        client.hset(
+            keys.workers,
+            worker_id,
+            json.dumps({"version": serving.version if serving else None, "at": time.time()}),
+        )
+        if not switched:
             return
         model = models.current()
         assert model is not None
