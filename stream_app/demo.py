@@ -15,7 +15,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +24,7 @@ from model_training.artifact import load_model
 from model_training.loading import load_transactions
 from model_training.pipeline import train
 from model_training.synth import generate_transactions, write_transactions
+from stream_app.clock_events import publish_clock_event
 from stream_app.events import SegmentChange
 from stream_app.export import export_frame, segment_counts, write_export
 from stream_app.redis_store import RedisStore
@@ -36,6 +37,7 @@ __all__ = ["run_demo"]
 
 Echo = Callable[[str], None]
 SHOWN_CHANGES = 12
+LATER_DAYS = 90
 
 
 def run_demo(output: Path, customers: int, seed: int, echo: Echo) -> bool:
@@ -82,13 +84,14 @@ def run_demo(output: Path, customers: int, seed: int, echo: Echo) -> bool:
         try:
             plan = build_events(load_transactions(data))
             stage(f"5/6 replaying {len(plan.events):,} order events; live segment changes:")
-            reasons = asyncio.run(_replay_and_watch(settings, plan.events, echo))
+            later = t_ref + timedelta(days=LATER_DAYS)
+            reasons = asyncio.run(_replay_and_watch(settings, plan.events, later, echo))
             if worker.poll() is not None:
                 echo(f"the worker stopped; see {log_path}")
                 return False
             echo(f"      {sum(reasons.values()):,} segment changes: {dict(reasons)}")
 
-            stage("6/6 the segments now")
+            stage(f"6/6 the segments on {later:%Y-%m-%d}")
             agree = asyncio.run(_summarise(settings, batch, t_ref, output, echo))
         finally:
             worker.terminate()
@@ -101,7 +104,7 @@ def run_demo(output: Path, customers: int, seed: int, echo: Echo) -> bool:
 
 
 async def _replay_and_watch(
-    settings: Settings, events: list[tuple[bytes, bytes]], echo: Echo
+    settings: Settings, events: list[tuple[bytes, bytes]], later: datetime, echo: Echo
 ) -> Counter[str]:
     reasons: Counter[str] = Counter()
 
@@ -125,6 +128,22 @@ async def _replay_and_watch(
     await wait_until_processed(settings, targets, timeout_s=300)
     echo(f"      the worker caught up {time.monotonic() - published:.1f}s after publishing began")
     await asyncio.sleep(1.0)  # let the watcher drain the last changes
+    before = reasons["recency"]
+    echo(f"      {LATER_DAYS} days pass without orders: rfm clock advance --to {later:%Y-%m-%d}")
+    await publish_clock_event(settings, later)
+    store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            clock = await store.clock()
+            caught_up = clock is not None and clock >= later.timestamp()
+            if caught_up and await store.due_count(later.timestamp()) == 0:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await store.close()
+    await asyncio.sleep(1.5)  # the decay step publishes, then the watcher reads
+    echo(f"      {reasons['recency'] - before:,} customers moved with time passing (recency)")
     watcher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watcher

@@ -188,11 +188,12 @@ class BatchProcessor:
             return 0
         changed = 0
         async for batch in self.store.scan(batch_size):
+            # A state changed by an order since the scan read it fails the compare-and-set
+            # when recorded; that order's own scoring already used the new model.
             async with self._scoring:
-                ids = [state.customer_id for state in batch if state.has_rfm]
-                fresh = await self._retry(self.store.load, ids)
-                states = [state for state in fresh if state is not None]
-                changed += await self._rescore(states, now, reason)
+                changed += await self._rescore(
+                    [state for state in batch if state.has_rfm], now, reason
+                )
         return changed
 
     async def current_time(self) -> float | None:

@@ -81,15 +81,19 @@ class RedisStore:
         The key builder (its prefix separates deployments sharing one Redis).
     """
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, max_history: int = 50) -> None:
+    def __init__(
+        self, client: aioredis.Redis, keys: Keys, max_history: int = 50, chunk_size: int = 250
+    ) -> None:
         # redis-py's annotations do not model decode_responses=True; values are str here.
         self.client: Any = client
         self.keys = keys
         self.max_history = max_history
+        self.chunk_size = chunk_size
         self._apply = client.register_script(_script("apply.lua"))
         self._record = client.register_script(_script("record_segment.lua"))
         self._clock = client.register_script(_script("advance_clock.lua"))
         self._pop_due = client.register_script(_script("pop_due.lua"))
+        self._load = client.register_script(_script("load_states.lua"))
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "rfm") -> RedisStore:
@@ -113,22 +117,25 @@ class RedisStore:
             return []
         keys = self.keys
         pipe = self.client.pipeline(transaction=False)
-        for effect in effects:
-            args = [
-                effect.event_id,
-                1 if effect.is_return else 0,
-                repr(effect.occurred_at),
-                effect.country,
-                repr(sum(item.value for item in effect.items)),
-                json.dumps([(item.sku, item.units, item.value) for item in effect.items]),
-            ]
-            customer = effect.customer_id
-            await self._apply(
-                keys=[keys.state(customer), keys.orders(customer), keys.items(customer)],
-                args=args,
-                client=pipe,
-            )
-        replies = await self._execute(pipe)
+        # One script call per chunk of events: far fewer commands to pack and parse than one
+        # call per event, and each event is still applied once and atomically.
+        for first in range(0, len(effects), self.chunk_size):
+            chunk = effects[first : first + self.chunk_size]
+            names: list[str] = []
+            args: list[Any] = []
+            for effect in chunk:
+                customer = effect.customer_id
+                names += (keys.state(customer), keys.orders(customer), keys.items(customer))
+                args += (
+                    effect.event_id,
+                    1 if effect.is_return else 0,
+                    repr(effect.occurred_at),
+                    effect.country,
+                    repr(sum(item.value for item in effect.items)),
+                    json.dumps(effect.items),
+                )
+            await self._apply(keys=names, args=args, client=pipe)
+        replies = [reply for chunk in await self._execute(pipe) for reply in chunk]
         return [
             Applied(
                 decode_state(effect.customer_id, dict(zip(_FIELDS, reply[1], strict=True))),
@@ -186,15 +193,8 @@ class RedisStore:
             except RedisError as exc:
                 raise StoreUnavailableError(f"Redis scan failed: {exc}") from exc
             if names:
-                pipe = self.client.pipeline(transaction=False)
-                for name in names:
-                    pipe.hgetall(name)
-                hashes = await self._execute(pipe)
-                yield [
-                    decode_state(self.keys.customer_of(name), fields)
-                    for name, fields in zip(names, hashes, strict=True)
-                    if fields
-                ]
+                loaded = await self.load([self.keys.customer_of(name) for name in names])
+                yield [state for state in loaded if state is not None]
             if int(cursor) == 0:
                 return
 
@@ -219,6 +219,12 @@ class RedisStore:
                 fields["segment"] = state.segment
             if state.model_version is not None:
                 fields["model_version"] = state.model_version
+            if state.segment_rfm is not None:
+                fields.update(
+                    zip(("seg_r", "seg_f", "seg_m"), map(repr, state.segment_rfm), strict=True)
+                )
+            if any(totals.returned for totals in state.items.values()):
+                fields["has_returns"] = 1  # apply.lua matches returns only for such customers
             keys = [self.keys.state(customer), self.keys.items(customer)]
             pipe.delete(*keys, self.keys.orders(customer))
             pipe.hset(keys[0], mapping=fields)
@@ -239,9 +245,12 @@ class RedisStore:
         if not customer_ids:
             return []
         pipe = self.client.pipeline(transaction=False)
-        for customer in customer_ids:
-            pipe.hmget(self.keys.state(customer), _FIELDS)
-        replies = await self._execute(pipe)
+        for first in range(0, len(customer_ids), self.chunk_size):
+            chunk = customer_ids[first : first + self.chunk_size]
+            await self._load(
+                keys=[self.keys.state(customer) for customer in chunk], args=_FIELDS, client=pipe
+            )
+        replies = [reply for chunk in await self._execute(pipe) for reply in chunk]
         return [
             decode_state(customer, dict(zip(_FIELDS, reply, strict=True)))
             if any(value is not None for value in reply)
@@ -300,4 +309,7 @@ class RedisStore:
             replies: list[Any] = await pipe.execute()
         except RedisError as exc:
             raise StoreUnavailableError(f"Redis call failed: {exc}") from exc
+        finally:
+            # Give the connection back to the pool even when the call failed.
+            await pipe.reset()
         return replies

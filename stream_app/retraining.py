@@ -120,6 +120,13 @@ class Retrainer:
         if self.interval_s <= 0:
             return False
         last = self.registry.last_attempt()
+        if not last:
+            # The first look starts the clock: the interval and the event count are measured
+            # from here, not from an empty history (which would retrain at once).
+            self.registry.record_attempt(
+                {"baseline": True, "applied_events": applied, "accepted": None, "version": None}
+            )
+            return False
         if last:
             when = datetime.fromisoformat(str(last.get("time")))
             if (datetime.now(UTC) - when).total_seconds() < self.interval_s:

@@ -39,7 +39,6 @@ __all__ = ["FaustPublisher", "create_app", "run_worker"]
 log = logging.getLogger(__name__)
 
 
-
 class FaustPublisher:
     """Publish through the faust app's producer and wait for the broker's acknowledgement."""
 

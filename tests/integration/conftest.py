@@ -91,4 +91,6 @@ def stack_settings(stack: StackInfo, unique_names: UniqueNames) -> Settings:
         dlq_topic=unique_names.topic("orders.dlq"),
         key_prefix=unique_names.key_prefix,
         session_timeout_s=10.0,
+        # Retraining only when a test asks for it, so results follow the model it trained.
+        retrain_interval_s=0.0,
     )

@@ -80,6 +80,10 @@ async def test_return_only_customer_has_no_rfm(store: Store) -> None:
     state = await store.get("c9")
     assert state is not None
     assert not state.has_rfm
+    # Still a customer of the store: listed by scan and found by load.
+    assert [s.customer_id async for batch in store.scan() for s in batch] == ["c9"]
+    [loaded] = await store.load(["c9"])
+    assert loaded is not None and loaded.frequency == 0
 
 
 async def test_event_without_valid_line_is_recorded_but_not_counted(store: Store) -> None:
@@ -163,6 +167,20 @@ async def test_put_writes_whole_states(store: Store) -> None:
     assert await store.get("c1") == expected
     again = await store.apply([purchase("1", 3, ("A", 2, 1.5))])
     assert not again[0].applied
+
+
+async def test_returns_still_match_after_a_bulk_load(store: Store) -> None:
+    # Bought 2, returned 3 (1 unmatched) before the load; buying 1 more matches one more.
+    source = MemoryStore()
+    await source.apply([purchase("1", 3, ("A", 2, 1.5)), ret("C2", 4, ("A", 3, 1.0))])
+    loaded = await source.get("c1")
+    assert loaded is not None
+    await store.put([loaded])
+    await store.apply([purchase("5", 9, ("A", 1, 1.5))])
+    await source.apply([purchase("5", 9, ("A", 1, 1.5))])
+    mine, expected = await store.get("c1"), await source.get("c1")
+    assert mine is not None and expected is not None
+    assert mine.monetary == pytest.approx(expected.monetary) == pytest.approx(4.5 - 3.0)
 
 
 async def test_counters_add_up(store: Store) -> None:
