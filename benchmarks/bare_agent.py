@@ -10,27 +10,13 @@ from typing import Any
 import faust
 
 from stream_app.settings import Settings
+from stream_app.worker import faust_options, raw_topic
 
 
 def main() -> None:
     settings = Settings()
-    app = faust.App(
-        settings.app_id,
-        broker=settings.kafka_url,
-        store="memory://",
-        topic_partitions=settings.topic_partitions,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-        consumer_auto_offset_reset="earliest",
-        web_enabled=False,
-    )
-    orders = app.topic(
-        settings.orders_topic,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    app = faust.App(settings.app_id, **faust_options(settings))
+    orders = raw_topic(app, settings.orders_topic, settings.topic_partitions)
     counted = 0
 
     @app.agent(orders)  # type: ignore[untyped-decorator]

@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from model_training.pipeline import train
 from stream_app.events import SegmentChange
-from stream_app.kafka_admin import ensure_topics
+from stream_app.kafka_admin import ensure_stream_topics
 from stream_app.replay import plan_replay, publish_events, wait_until_processed
 from stream_app.settings import Settings
 from stream_app.stack import LocalStack
@@ -91,11 +91,7 @@ def run_throughput(
 async def latency_run(
     settings: Settings, events: list[tuple[bytes, bytes]], rate: float
 ) -> list[float]:
-    await ensure_topics(
-        settings.kafka_bootstrap,
-        [settings.orders_topic, settings.changes_topic, settings.dlq_topic],
-        settings.topic_partitions,
-    )
+    await ensure_stream_topics(settings)
     sent: dict[bytes, float] = {}
     latencies: list[float] = []
     consumer = AIOKafkaConsumer(

@@ -9,7 +9,7 @@ from aiokafka.errors import KafkaError
 
 from stream_app.events import ClockEvent
 from stream_app.exceptions import BrokerUnavailableError
-from stream_app.kafka_admin import ensure_topics
+from stream_app.kafka_admin import ensure_stream_topics
 from stream_app.settings import Settings
 
 __all__ = ["publish_clock_event"]
@@ -21,11 +21,7 @@ async def publish_clock_event(settings: Settings, moment: datetime) -> None:
     The clock is shared by all workers (it lives in Redis), so one partition is enough: the
     worker that reads it moves the clock, and every worker's decay step sees the new time.
     """
-    await ensure_topics(
-        settings.kafka_bootstrap,
-        [settings.orders_topic, settings.changes_topic, settings.dlq_topic],
-        settings.topic_partitions,
-    )
+    await ensure_stream_topics(settings)
     event = ClockEvent(kind="clock", occurred_at=moment)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     try:

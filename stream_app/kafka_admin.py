@@ -9,8 +9,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from stream_app.exceptions import BrokerUnavailableError
+from stream_app.settings import Settings
 
-__all__ = ["committed_offsets", "ensure_topics"]
+__all__ = ["committed_offsets", "ensure_stream_topics", "ensure_topics"]
 
 _TOPIC_ALREADY_EXISTS = 36
 
@@ -31,6 +32,15 @@ async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -
         raise BrokerUnavailableError(f"Kafka at {bootstrap} does not answer: {exc}") from exc
     finally:
         await admin.close()
+
+
+async def ensure_stream_topics(settings: Settings) -> None:
+    """Create the orders, segment-changes and dead-letter topics if they do not exist."""
+    await ensure_topics(
+        settings.kafka_bootstrap,
+        [settings.orders_topic, settings.changes_topic, settings.dlq_topic],
+        settings.topic_partitions,
+    )
 
 
 async def committed_offsets(

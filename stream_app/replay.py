@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaError
 from model_training.cleaning import attributable_lines, inconsistent_quantity, return_mask
 from model_training.loading import load_transactions
 from stream_app.exceptions import BrokerUnavailableError, ReplayTimeoutError
-from stream_app.kafka_admin import committed_offsets, ensure_topics
+from stream_app.kafka_admin import committed_offsets, ensure_stream_topics
 from stream_app.settings import Settings
 
 __all__ = ["ReplayPlan", "build_events", "plan_replay", "publish_events", "wait_until_processed"]
@@ -107,11 +107,7 @@ async def publish_events(
     With ``rate`` (events per second) the events are paced; otherwise they go as fast as the
     broker takes them, batched by the producer.
     """
-    await ensure_topics(
-        settings.kafka_bootstrap,
-        [settings.orders_topic, settings.changes_topic, settings.dlq_topic],
-        settings.topic_partitions,
-    )
+    await ensure_stream_topics(settings)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         acks="all",

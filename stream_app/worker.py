@@ -34,7 +34,7 @@ from stream_app.registry import ModelRegistry
 from stream_app.retraining import Retrainer
 from stream_app.settings import Settings
 
-__all__ = ["FaustPublisher", "create_app", "run_worker"]
+__all__ = ["FaustPublisher", "create_app", "faust_options", "raw_topic", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,24 @@ class FaustPublisher:
         await asyncio.gather(*futures)
 
 
-def _raw_topic(app: faust.App, name: str, partitions: int) -> Any:
+def faust_options(settings: Settings) -> dict[str, Any]:
+    """The faust app's configuration for these settings (shared with the benchmark's agent)."""
+    return {
+        "broker": settings.kafka_url,
+        "store": "memory://",
+        "topic_partitions": settings.topic_partitions,
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 3),
+        "consumer_auto_offset_reset": "earliest",
+        "web_enabled": False,
+        # State lives in Redis; faust's own data directory only holds scratch files.
+        "datadir": str(Path(tempfile.gettempdir()) / f"rfm-worker-{settings.app_id}"),
+        "producer_acks": -1,
+    }
+
+
+def raw_topic(app: faust.App, name: str, partitions: int) -> Any:
+    """A topic of raw bytes keys and values (the processor decodes and validates)."""
     return app.topic(
         name,
         key_type=bytes,
@@ -82,22 +99,10 @@ def _raw_topic(app: faust.App, name: str, partitions: int) -> Any:
 
 def create_app(settings: Settings) -> faust.App:
     """Build the faust app with its agent and timers (nothing runs until a worker starts)."""
-    app = faust.App(
-        settings.app_id,
-        broker=settings.kafka_url,
-        store="memory://",
-        topic_partitions=settings.topic_partitions,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-        consumer_auto_offset_reset="earliest",
-        web_enabled=False,
-        # State lives in Redis; faust's own data directory only holds scratch files.
-        datadir=str(Path(tempfile.gettempdir()) / f"rfm-worker-{settings.app_id}"),
-        producer_acks=-1,
-    )
-    orders = _raw_topic(app, settings.orders_topic, settings.topic_partitions)
-    changes = _raw_topic(app, settings.changes_topic, settings.topic_partitions)
-    dead_letters = _raw_topic(app, settings.dlq_topic, settings.topic_partitions)
+    app = faust.App(settings.app_id, **faust_options(settings))
+    orders = raw_topic(app, settings.orders_topic, settings.topic_partitions)
+    changes = raw_topic(app, settings.changes_topic, settings.topic_partitions)
+    dead_letters = raw_topic(app, settings.dlq_topic, settings.topic_partitions)
 
     store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
     keys = Keys(settings.key_prefix)
