@@ -10,11 +10,12 @@ from typing import Any
 import faust
 
 from stream_app.settings import Settings
-from stream_app.worker import faust_options, raw_topic
+from stream_app.worker import faust_options, raw_topic, shorten_fetch_wait
 
 
 def main() -> None:
     settings = Settings()
+    shorten_fetch_wait(settings.fetch_wait_ms)  # the same consumer as the worker's
     app = faust.App(settings.app_id, **faust_options(settings))
     orders = raw_topic(app, settings.orders_topic, settings.topic_partitions)
     counted = 0

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     clock: Clock = Clock.EVENT
     batch_size: int = Field(500, ge=1, description="Events applied per Redis round trip")
     batch_window_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch")
+    fetch_wait_ms: int = Field(
+        100, ge=1, description="Longest wait of the worker's fetch requests when little flows"
+    )
     session_timeout_s: float = Field(10.0, gt=0, description="Kafka consumer session timeout")
     decay_interval_s: float = Field(
         1.0, gt=0, description="How often due customers are re-scored as time passes"
