@@ -42,9 +42,17 @@ class SegmentModel(Protocol):
 
 def rfm_matrix(states: Sequence[CustomerState], now: float) -> npt.NDArray[np.float64]:
     """Rows of ``(recency_days, frequency, monetary)`` at ``now`` for states with RFM."""
+    if not states:
+        return np.empty((0, 3), dtype=np.float64)
+    last = np.array([state.last_purchase for state in states], dtype=np.float64)
+    if np.isnan(last).any():
+        missing = next(state for state in states if state.last_purchase is None)
+        raise ValueError(f"customer {missing.customer_id} has no purchase")
     matrix = np.empty((len(states), 3), dtype=np.float64)
-    for row, state in enumerate(states):
-        matrix[row] = state.rfm(now)
+    # The same floor as CustomerState.recency_days, for a whole batch at once.
+    matrix[:, 0] = np.floor((now - last) / SECONDS_PER_DAY)
+    matrix[:, 1] = [state.frequency for state in states]
+    matrix[:, 2] = [state.spent - state.returned_matched for state in states]
     return matrix
 
 
@@ -195,8 +203,8 @@ def next_change_times(
         moved = segment_after(middle) != current
         high = np.where(active & moved, middle, high)
         low = np.where(active & ~moved, middle, low)
-    for position, (row, state) in enumerate(zip(rows, scored, strict=True)):
-        assert state.last_purchase is not None
-        days = int(base[position, 0] + high[position])
-        due[row] = state.last_purchase + days * SECONDS_PER_DAY
+    last = np.array([state.last_purchase for state in scored], dtype=np.float64)
+    when = last + (base[:, 0] + high) * SECONDS_PER_DAY
+    for row, moment in zip(rows, when.tolist(), strict=True):
+        due[row] = moment
     return due

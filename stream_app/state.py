@@ -29,7 +29,7 @@ class ItemTotals:
         return matched_return_value(self.bought, self.returned, self.returned_value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built by the thousand per batch, and never mutated
 class CustomerState:
     """Everything the stream keeps about one customer."""
 
