@@ -49,18 +49,10 @@ __all__ = [
     "train",
 ]
 
+#: The segment table's columns, as the report shows them.
+SEGMENT_COLUMNS = report.SEGMENT_COLUMNS
 RFM_CSV = "rfm.csv"
 REPORT_FILE = "report.html"
-SEGMENT_COLUMNS = [
-    "name",
-    "size",
-    "share",
-    "revenue_share",
-    "recency_days",
-    "frequency",
-    "monetary",
-    "action",
-]
 #: Below this many customers no segmentation is attempted.
 MIN_CUSTOMERS = 10
 TRANSFORM_DESCRIPTIONS = {

@@ -69,6 +69,14 @@ def private_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         process.wait(timeout=10)
 
 
+@pytest.fixture
+def client(private_redis_url: str) -> Iterator[redis.Redis]:
+    """A synchronous client of the tests' own Redis (strings in, strings out)."""
+    connection = redis.Redis.from_url(private_redis_url, decode_responses=True)
+    yield connection
+    connection.close()
+
+
 @pytest.fixture(params=["memory", "redis"])
 async def store(
     request: pytest.FixtureRequest,

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +56,6 @@ def _card(version: str, **extra: Any) -> dict[str, Any]:
 @pytest.fixture
 def keys() -> Keys:
     return Keys(f"t{uuid.uuid4().hex[:8]}")
-
-
-@pytest.fixture
-def client(private_redis_url: str) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(private_redis_url, decode_responses=True)
-    yield connection
-    connection.close()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,6 @@ from stream_app.store import MemoryStore
 from tests.stream_app.test_registry import V1, _card, _model
 
 NOW = datetime(2011, 12, 10, tzinfo=UTC).timestamp()
-
-
-@pytest.fixture
-def client(private_redis_url: str) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(private_redis_url, decode_responses=True)
-    yield connection
-    connection.close()
 
 
 @pytest.fixture
