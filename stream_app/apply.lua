@@ -6,7 +6,7 @@
 -- Returns, per event, {applied (0/1), the state's FIELDS in order} (as in redis_store.py).
 local FIELDS = {'frequency', 'spent', 'returned_matched', 'first_purchase', 'last_purchase',
   'last_order', 'country', 'segment', 'segment_since', 'model_version', 'sequence',
-  'seg_r', 'seg_f', 'seg_m'}
+  'seg_r', 'seg_f', 'seg_m', 'unannounced'}
 
 local function matched(bought, returned, value)
   if returned <= 0 then return 0 end

@@ -203,15 +203,21 @@ class BatchProcessor:
         return await self._retry(self.store.clock)
 
     async def _rescore(self, states: list[CustomerState], now: float, reason: Reason) -> int:
-        """Publish and record the segment changes of ``states`` at ``now``; schedule decay."""
+        """Record, then publish, the segment changes of ``states`` at ``now``; schedule decay.
+
+        A change is published only once it is recorded (compare-and-set on the sequence), so
+        what consumers see is what the store holds. A recorded change stays marked
+        unannounced until published; a crash in between leaves the mark, and the next scoring
+        of that customer (a redelivered order, the decay step, a re-score) publishes it again,
+        with the same sequence number, so consumers can drop the repeat.
+        """
         model = self.model()
         if model is None or not states:
             return 0
+        await self._announce_pending([state for state in states if state.unannounced])
         changes = segment_changes(states, model, now, reason=reason)
+        published: list[SegmentChange] = []
         if changes:
-            # Publish first, record second: a crash in between re-emits the change on
-            # redelivery (same sequence number, so consumers drop it) instead of losing it.
-            await self.publisher.publish_changes(changes)
             updates = [
                 SegmentUpdate(
                     customer_id=change.customer_id,
@@ -229,15 +235,45 @@ class BatchProcessor:
                 )
                 for change in changes
             ]
-            await self._retry(lambda: self.store.record_segments(updates))
+            stored = await self._retry(self.store.record_each, updates)
+            # A change not stored lost a race with another writer, who publishes its own.
+            published = [change for change, ok in zip(changes, stored, strict=True) if ok]
+            if published:
+                await self.publisher.publish_changes(published)
+                await self._retry(
+                    self.store.mark_announced, [change.customer_id for change in published]
+                )
         due = next_change_times(states, model, now)
         schedule = {
             state.customer_id: when
             for state, when in zip(states, due, strict=True)
             if when is not None
         }
-        await self._retry(lambda: self.store.schedule(schedule))
-        return len(changes)
+        await self._retry(self.store.schedule, schedule)
+        return len(published)
+
+    async def _announce_pending(self, states: list[CustomerState]) -> None:
+        """Publish the recorded-but-unpublished last change of these customers."""
+        if not states:
+            return
+        ids = [state.customer_id for state in states]
+        entries = await self._retry(self.store.last_changes, ids)
+        changes = [SegmentChange.model_validate_json(entry) for entry in entries if entry]
+        if changes:
+            await self.publisher.publish_changes(changes)
+            log.info("published %d change(s) recorded before a restart", len(changes))
+        await self._retry(self.store.mark_announced, ids)
+
+    async def announce_pending(self, batch_size: int = 5000) -> int:
+        """Publish every change recorded but not yet published (run at start-up)."""
+        count = 0
+        async for batch in self.store.scan(batch_size):
+            pending = [state for state in batch if state.unannounced]
+            if pending:
+                async with self._scoring:
+                    await self._announce_pending(pending)
+                count += len(pending)
+        return count
 
     async def _now(self, times: Sequence[float]) -> float:
         if self.clock is Clock.WALL:

@@ -11,8 +11,10 @@ local stored = tonumber(redis.call('HGET', KEYS[1], 'sequence')) or 0
 if tonumber(ARGV[5]) <= stored then
   return 0
 end
+-- Marked unannounced until the change is published (then cleared): a crash in between
+-- leaves the mark, and whoever scores the customer next publishes the change again.
 redis.call('HSET', KEYS[1], 'segment', ARGV[1], 'segment_since', ARGV[3],
-  'model_version', ARGV[4], 'sequence', ARGV[5])
+  'model_version', ARGV[4], 'sequence', ARGV[5], 'unannounced', 1)
 if ARGV[8] ~= '' then
   redis.call('HSET', KEYS[1], 'seg_r', ARGV[8], 'seg_f', ARGV[9], 'seg_m', ARGV[10])
 end

@@ -35,6 +35,7 @@ _FIELDS = (
     "seg_r",
     "seg_f",
     "seg_m",
+    "unannounced",
 )
 
 
@@ -67,6 +68,7 @@ def decode_state(customer_id: str, fields: Mapping[str, str | None]) -> Customer
             if fields.get("seg_r") not in (None, "")
             else None
         ),
+        unannounced=fields.get("unannounced") == "1",
     )
 
 
@@ -77,7 +79,7 @@ def _number(value: str | None) -> float | None:
 def _from_row(customer_id: str, row: Sequence[str | None]) -> CustomerState:
     """Build a state from the values of :data:`_FIELDS`, in that order (the hot path)."""
     (frequency, spent, matched, first, last, order, country, segment, since, version,
-     sequence, seg_r, seg_f, seg_m) = row  # fmt: skip
+     sequence, seg_r, seg_f, seg_m, unannounced) = row  # fmt: skip
     return CustomerState(
         customer_id,
         int(frequency or 0),
@@ -92,6 +94,7 @@ def _from_row(customer_id: str, row: Sequence[str | None]) -> CustomerState:
         version or None,
         int(sequence or 0),
         (int(seg_r), int(seg_f or 0), float(seg_m or 0)) if seg_r else None,
+        unannounced == "1",
     )
 
 
@@ -167,8 +170,11 @@ class RedisStore:
         ]
 
     async def record_segments(self, updates: Sequence[SegmentUpdate]) -> int:
+        return sum(await self.record_each(updates))
+
+    async def record_each(self, updates: Sequence[SegmentUpdate]) -> list[bool]:
         if not updates:
-            return 0
+            return []
         pipe = self.client.pipeline(transaction=False)
         for update in updates:
             customer = update.customer_id
@@ -186,7 +192,24 @@ class RedisStore:
                 ],
                 client=pipe,
             )
-        return sum(int(reply) for reply in await self._execute(pipe))
+        return [bool(reply) for reply in await self._execute(pipe)]
+
+    async def mark_announced(self, customer_ids: Sequence[str]) -> None:
+        if not customer_ids:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for customer in customer_ids:
+            pipe.hdel(self.keys.state(customer), "unannounced")
+        await self._execute(pipe)
+
+    async def last_changes(self, customer_ids: Sequence[str]) -> list[str | None]:
+        if not customer_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for customer in customer_ids:
+            pipe.lindex(self.keys.history(customer), 0)
+        replies: list[str | None] = await self._execute(pipe)
+        return replies
 
     async def get(self, customer_id: str) -> CustomerState | None:
         pipe = self.client.pipeline(transaction=False)
@@ -245,6 +268,8 @@ class RedisStore:
                 fields.update(
                     zip(("seg_r", "seg_f", "seg_m"), map(repr, state.segment_rfm), strict=True)
                 )
+            if state.unannounced:
+                fields["unannounced"] = 1
             if any(totals.returned for totals in state.items.values()):
                 fields["has_returns"] = 1  # apply.lua matches returns only for such customers
             keys = [self.keys.state(customer), self.keys.items(customer)]

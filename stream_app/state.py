@@ -46,6 +46,7 @@ class CustomerState:
     model_version: str | None = None
     sequence: int = 0
     segment_rfm: tuple[int, int, float] | None = None  # RFM when the segment was assigned
+    unannounced: bool = False  # the last segment change is recorded but not yet published
     items: dict[str, ItemTotals] = field(default_factory=dict)
     orders: frozenset[str] = frozenset()
 

@@ -48,6 +48,21 @@ class CustomerStore(Protocol):
         """
         ...
 
+    async def record_each(self, updates: Sequence[SegmentUpdate]) -> list[bool]:
+        """As :meth:`record_segments`, saying for each update whether it was stored.
+
+        A stored change is marked unannounced until :meth:`mark_announced`.
+        """
+        ...
+
+    async def mark_announced(self, customer_ids: Sequence[str]) -> None:
+        """Clear the unannounced mark: the customers' last changes are published."""
+        ...
+
+    async def last_changes(self, customer_ids: Sequence[str]) -> list[str | None]:
+        """Each customer's last recorded change (JSON), or None."""
+        ...
+
     async def get(self, customer_id: str) -> CustomerState | None:
         """The full state of one customer (items and applied event ids included)."""
         ...
@@ -118,10 +133,24 @@ class MemoryStore:
         return results
 
     async def record_segments(self, updates: Sequence[SegmentUpdate]) -> int:
-        stored = 0
+        return sum(await self.record_each(updates))
+
+    async def mark_announced(self, customer_ids: Sequence[str]) -> None:
+        for customer in customer_ids:
+            state = self._states.get(customer)
+            if state is not None:
+                self._states[customer] = replace(state, unannounced=False)
+
+    async def last_changes(self, customer_ids: Sequence[str]) -> list[str | None]:
+        entries = [self._history.get(customer) for customer in customer_ids]
+        return [history[0] if history else None for history in entries]
+
+    async def record_each(self, updates: Sequence[SegmentUpdate]) -> list[bool]:
+        stored: list[bool] = []
         for update in updates:
             state = self._states.get(update.customer_id) or CustomerState(update.customer_id)
             if state.segment != update.previous_segment or update.sequence <= state.sequence:
+                stored.append(False)
                 continue
             self._states[update.customer_id] = replace(
                 state,
@@ -130,11 +159,12 @@ class MemoryStore:
                 model_version=update.model_version,
                 sequence=update.sequence,
                 segment_rfm=update.rfm if update.rfm is not None else state.segment_rfm,
+                unannounced=True,
             )
             entries = self._history.setdefault(update.customer_id, [])
             entries.insert(0, update.history_entry)
             del entries[self._max_history :]
-            stored += 1
+            stored.append(True)
         return stored
 
     async def get(self, customer_id: str) -> CustomerState | None:

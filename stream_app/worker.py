@@ -137,6 +137,10 @@ def create_app(settings: Settings) -> faust.App:
     async def on_start() -> None:
         await store.ping()
         models.refresh()
+        # Changes recorded by a worker that died before publishing them.
+        pending = await processor.announce_pending()
+        if pending:
+            log.info("published %d pending segment change(s)", pending)
 
     @app.timer(interval=settings.model_refresh_s)
     async def refresh_model() -> None:

@@ -153,11 +153,19 @@ def read_topic(settings: Settings, topic: str, idle_s: float = 3.0) -> list[tupl
 
 
 def last_changes(settings: Settings) -> dict[str, SegmentChange]:
-    """Per customer, the last segment change published."""
+    """Per customer, the change a consumer ends with: the highest sequence number.
+
+    That is the rule the events are made for: a consumer drops a change whose sequence it
+    has already seen (a repeat after a restart) or passed (a late one from another worker).
+    """
     last: dict[str, SegmentChange] = {}
     for _, value in read_topic(settings, settings.changes_topic):
         change = SegmentChange.model_validate_json(value)
-        last[change.customer_id] = change
+        seen = last.get(change.customer_id)
+        if seen is None or change.sequence > seen.sequence:
+            last[change.customer_id] = change
+        elif change.sequence == seen.sequence:
+            assert change.segment == seen.segment, (seen, change)  # repeats are identical
     return last
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,7 +49,7 @@ class FrequencyModel:
 
 
 class FlakyStore(MemoryStore):
-    """A memory store whose ``record_segments`` fails the first ``failures`` times."""
+    """A memory store whose ``record_each`` fails the first ``failures`` times."""
 
     def __init__(self, failures: int = 1, error: Exception | None = None) -> None:
         super().__init__()
@@ -56,12 +57,12 @@ class FlakyStore(MemoryStore):
         self.error = error or StoreUnavailableError("redis went away")
         self.record_calls = 0
 
-    async def record_segments(self, updates: Sequence[SegmentUpdate]) -> int:
+    async def record_each(self, updates: Sequence[SegmentUpdate]) -> list[bool]:
         self.record_calls += 1
         if self.failures > 0:
             self.failures -= 1
             raise self.error
-        return await super().record_segments(updates)
+        return await super().record_each(updates)
 
 
 def when(day: int, hour: int = 10) -> datetime:
@@ -218,7 +219,7 @@ async def test_event_clock_never_moves_back() -> None:
     assert change_b.occurred_at == when(20)
 
 
-async def test_changes_are_published_before_they_are_recorded() -> None:
+async def test_changes_are_recorded_before_they_are_published() -> None:
     store = MemoryStore()
     seen_at_publish: list[str | None] = []
 
@@ -234,11 +235,12 @@ async def test_changes_are_published_before_they_are_recorded() -> None:
     processor = BatchProcessor(store, publisher, model=FrequencyModel, retry_delay_s=0.001)
     await processor.handle(batch(order("1", "a", 1)))
     await processor.handle(batch(order("2", "a", 2)))
-    # At publish time the store still held the previous segment.
-    assert seen_at_publish == [None, "new"]
+    # What consumers are told is what the store already holds.
+    assert seen_at_publish == ["new", "loyal"]
     state = await store.get("a")
     assert state is not None
     assert (state.segment, state.sequence, state.model_version) == ("loyal", 2, "v-freq")
+    assert not state.unannounced
     assert state.segment_since == when(2).timestamp()
     history = [SegmentChange.model_validate_json(entry) for entry in await store.history("a")]
     assert history == list(reversed(publisher.changes))
@@ -272,34 +274,58 @@ async def test_store_failure_while_recording_is_retried() -> None:
     assert (state.segment, state.sequence) == ("new", 1)
 
 
-async def test_change_published_but_not_recorded_is_republished_on_redelivery() -> None:
-    # A crash between publishing and recording: the batch is not acknowledged.
-    store = FlakyStore(failures=1, error=RuntimeError("worker killed"))
-    processor, _, publisher = make(store=store)
+async def test_change_recorded_but_not_published_is_published_on_redelivery() -> None:
+    # A crash between recording and publishing: the batch is not acknowledged.
+    class CrashingPublisher(MemoryPublisher):
+        crashes = 1
+
+        async def publish_changes(self, changes: Sequence[SegmentChange]) -> None:
+            if self.crashes:
+                self.crashes -= 1
+                raise RuntimeError("worker killed")
+            await super().publish_changes(changes)
+
+    store = MemoryStore()
+    publisher = CrashingPublisher()
+    processor = BatchProcessor(store, publisher, model=FrequencyModel, retry_delay_s=0.001)
     messages = batch(order("1", "a", 1))
     with pytest.raises(RuntimeError, match="worker killed"):
         await processor.handle(messages)
-    assert len(publisher.changes) == 1
+    assert publisher.changes == []
     state = await store.get("a")
     assert state is not None
-    assert state.segment is None
+    assert (state.segment, state.sequence, state.unannounced) == ("new", 1, True)
 
     outcome = await processor.handle(messages)
-    assert (outcome.applied, outcome.duplicates, outcome.changes) == (0, 1, 1)
-    first, second = publisher.changes
-    # The same change again, with the same sequence, so consumers can drop the repeat.
-    assert (second.customer_id, second.previous_segment, second.segment, second.sequence) == (
-        first.customer_id,
-        first.previous_segment,
-        first.segment,
-        first.sequence,
+    assert (outcome.applied, outcome.duplicates, outcome.changes) == (0, 1, 0)
+    [change] = publisher.changes
+    assert (change.customer_id, change.previous_segment, change.segment, change.sequence) == (
+        "a",
+        None,
+        "new",
+        1,
     )
     state = await store.get("a")
-    assert state is not None
-    assert (state.segment, state.sequence) == ("new", 1)
+    assert state is not None and not state.unannounced
 
     await processor.handle(messages)
-    assert len(publisher.changes) == 2
+    assert len(publisher.changes) == 1
+
+
+async def test_pending_changes_are_published_at_start_up() -> None:
+    store = MemoryStore()
+    crashing = BatchProcessor(store, MemoryPublisher(), model=FrequencyModel)
+    await crashing.handle(batch(order("1", "a", 1)))
+    # As if the worker died after recording: mark the change unannounced again.
+    state = await store.get("a")
+    assert state is not None
+    await store.put([replace(state, unannounced=True)])
+
+    publisher = MemoryPublisher()
+    restarted = BatchProcessor(store, publisher, model=FrequencyModel)
+    assert await restarted.announce_pending() == 1
+    assert [c.segment for c in publisher.changes] == ["new"]
+    assert await restarted.announce_pending() == 0
 
 
 async def test_without_a_model_state_is_kept_and_nothing_is_published() -> None:
