@@ -95,7 +95,7 @@ class SegmentChange(BaseModel):
     model_version: str
     occurred_at: datetime
     sequence: int = Field(
-        0, description="Per-customer, increasing: drop an event whose sequence you have seen"
+        0, description="Per-customer, increasing: keep the highest, drop any not above it"
     )
     previous_rfm: RFMValues | None = Field(
         None, description="The RFM when the previous segment was assigned (null for the first)"
