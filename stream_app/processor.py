@@ -157,7 +157,8 @@ class BatchProcessor:
         """Re-score the customers whose segment is due to change by now; return how many.
 
         Only customers in the due set are read, so the work follows the customers due, not
-        the population. Each is scheduled again for its next change.
+        the population. Each is scheduled again for its next change; the due set leases them
+        while they are being re-scored, so a worker dying here loses nobody.
         """
         model = self.model()
         if model is None:
@@ -172,8 +173,13 @@ class BatchProcessor:
                 if not due:
                     break
                 loaded = await self._retry(self.store.load, due)
-                states = [state for state in loaded if state is not None]
+                states = [state for state in loaded if state is not None and state.has_rfm]
                 changes = await self._rescore(states, now, "recency")
+                # Scored customers got their next due time; the rest have none any more.
+                scored = {state.customer_id for state in states}
+                await self._retry(
+                    self.store.unschedule, [customer for customer in due if customer not in scored]
+                )
             rescored += len(states)
             if changes:
                 await self._retry(self.store.add_counters, {"segment_changes": changes})

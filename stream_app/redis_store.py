@@ -311,12 +311,21 @@ class RedisStore:
         except RedisError as exc:
             raise StoreUnavailableError(f"Redis call failed: {exc}") from exc
 
-    async def pop_due(self, now: float, limit: int) -> list[str]:
+    async def pop_due(self, now: float, limit: int, lease_s: float = 3600.0) -> list[str]:
         try:
-            ids: list[str] = await self._pop_due(keys=[self.keys.due], args=[repr(now), limit])
+            ids: list[str] = await self._pop_due(
+                keys=[self.keys.due], args=[repr(now), limit, repr(lease_s)]
+            )
         except RedisError as exc:
             raise StoreUnavailableError(f"Redis call failed: {exc}") from exc
         return ids
+
+    async def unschedule(self, customer_ids: Sequence[str]) -> None:
+        if customer_ids:
+            try:
+                await self.client.zrem(self.keys.due, *customer_ids)
+            except RedisError as exc:
+                raise StoreUnavailableError(f"Redis call failed: {exc}") from exc
 
     async def due_count(self, until: float | None = None) -> int:
         top = "+inf" if until is None else repr(until)

@@ -75,8 +75,16 @@ class CustomerStore(Protocol):
         """Set when (stream clock) each customer's segment is next due to change."""
         ...
 
-    async def pop_due(self, now: float, limit: int) -> list[str]:
-        """Take up to ``limit`` customers due by ``now``; each is taken by one caller only."""
+    async def pop_due(self, now: float, limit: int, lease_s: float = 3600.0) -> list[str]:
+        """Take up to ``limit`` customers due by ``now``; each is taken by one caller only.
+
+        Taken customers come due again at ``now + lease_s`` unless rescheduled (or
+        unscheduled) before: a caller that dies loses nobody.
+        """
+        ...
+
+    async def unschedule(self, customer_ids: Sequence[str]) -> None:
+        """Forget the due times of these customers."""
         ...
 
     async def due_count(self, until: float | None = None) -> int:
@@ -180,12 +188,16 @@ class MemoryStore:
     async def schedule(self, due: Mapping[str, float]) -> None:
         self._due.update(due)
 
-    async def pop_due(self, now: float, limit: int) -> list[str]:
+    async def pop_due(self, now: float, limit: int, lease_s: float = 3600.0) -> list[str]:
         ready = sorted((time, customer) for customer, time in self._due.items() if time <= now)
         taken = [customer for _, customer in ready[:limit]]
         for customer in taken:
-            del self._due[customer]
+            self._due[customer] = now + lease_s
         return taken
+
+    async def unschedule(self, customer_ids: Sequence[str]) -> None:
+        for customer in customer_ids:
+            self._due.pop(customer, None)
 
     async def due_count(self, until: float | None = None) -> int:
         return sum(1 for time in self._due.values() if until is None or time <= until)

@@ -202,3 +202,17 @@ def test_segment_as_of_a_past_date(day: int, expected: str | None) -> None:
         _change("new", 0),
     ]
     assert segment_as_of(list(history), START + timedelta(days=day)) == expected
+
+
+async def test_a_decay_step_that_dies_loses_nobody() -> None:
+    store, publisher = MemoryStore(), MemoryPublisher()
+    processor = BatchProcessor(store, publisher, RecencyModel)
+    await processor.handle([purchase("1", "c1", START)])
+    later = (START + timedelta(days=45)).timestamp()
+    await store.advance_clock(later)
+    # A worker takes the due customer and dies before re-scoring it.
+    assert await store.pop_due(later, 10, lease_s=3600.0) == ["c1"]
+    assert await processor.decay() == 0  # leased: nobody else takes it meanwhile
+    await store.advance_clock(later + 3601)
+    assert await processor.decay() == 1  # the lease ran out: re-scored after all
+    assert publisher.changes[-1].segment == "at_risk"

@@ -187,3 +187,14 @@ async def test_counters_add_up(store: Store) -> None:
     await store.add_counters({"events": 2, "dlq": 1})
     await store.add_counters({"events": 3})
     assert await store.counters() == {"events": 5, "dlq": 1}
+
+
+async def test_due_customers_are_leased_then_rescheduled_or_forgotten(store: Store) -> None:
+    await store.schedule({"a": 10.0, "b": 20.0, "c": 99.0})
+    assert await store.pop_due(25.0, 10, lease_s=100.0) == ["a", "b"]
+    assert await store.due_count(25.0) == 0  # leased until 125
+    assert await store.pop_due(25.0, 10) == []
+    await store.schedule({"a": 50.0})
+    await store.unschedule(["b"])
+    assert await store.due_count() == 2  # a (rescheduled) and c
+    assert await store.pop_due(130.0, 10) == ["a", "c"]
