@@ -116,11 +116,8 @@ class BatchProcessor:
             log.warning("sent %d invalid event(s) to the dead-letter topic", len(letters))
 
         if effects:
-            results = await self._retry(lambda: self.store.apply(effects))
-            latest: dict[str, CustomerState] = {}
-            for result in results:
-                latest[result.state.customer_id] = result.state
-                outcome.applied += result.applied
+            results = await self._retry(self.store.apply, effects)
+            outcome.applied = sum(result.applied for result in results)
             outcome.duplicates = len(results) - outcome.applied
             for effect in effects:
                 for name, count in (
@@ -131,25 +128,26 @@ class BatchProcessor:
                         outcome.skipped_lines[name] = outcome.skipped_lines.get(name, 0) + count
             now = await self._now([effect.occurred_at for effect in effects] + clock_times)
             async with self._scoring:
-                # Re-read: a decay step may have moved some of them since apply returned.
-                fresh = await self._retry(lambda: self.store.load(list(latest)))
+                # Read again under the lock: a decay step may have moved some of these
+                # customers since apply returned their states.
+                touched = list(dict.fromkeys(effect.customer_id for effect in effects))
+                fresh = await self._retry(self.store.load, touched)
                 states = [state for state in fresh if state is not None]
                 outcome.changes = await self._rescore(states, now, "order")
         elif clock_times:
             await self._now(clock_times)
 
         await self._retry(
-            lambda: self.store.add_counters(
-                {
-                    "events": outcome.events,
-                    "applied": outcome.applied,
-                    "duplicates": outcome.duplicates,
-                    "dead_letters": outcome.dead_letters,
-                    "clock_events": len(clock_times),
-                    "segment_changes": outcome.changes,
-                    **outcome.skipped_lines,
-                }
-            )
+            self.store.add_counters,
+            {
+                "events": outcome.events,
+                "applied": outcome.applied,
+                "duplicates": outcome.duplicates,
+                "dead_letters": outcome.dead_letters,
+                "clock_events": len(clock_times),
+                "segment_changes": outcome.changes,
+                **outcome.skipped_lines,
+            },
         )
         return outcome
 
@@ -284,8 +282,7 @@ class BatchProcessor:
     async def _now(self, times: Sequence[float]) -> float:
         if self.clock is Clock.WALL:
             return time.time()
-        latest = max(times)
-        return await self._retry(lambda: self.store.advance_clock(latest))
+        return await self._retry(self.store.advance_clock, max(times))
 
     @staticmethod
     def _decode(

@@ -1,12 +1,12 @@
-"""The customer-state store on Redis: one Lua call per event, pipelined per batch."""
+"""The customer-state store on Redis: Lua scripts, one call per chunk of customers, pipelined."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import replace
 from importlib.resources import files
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -18,6 +18,8 @@ from stream_app.state import CustomerState, ItemTotals
 from stream_app.store import Applied, SegmentUpdate
 
 __all__ = ["RedisStore", "decode_state"]
+
+T = TypeVar("T")
 
 #: The state fields apply.lua returns, in its order.
 _FIELDS = (
@@ -45,31 +47,15 @@ def _script(name: str) -> str:
 
 def decode_state(customer_id: str, fields: Mapping[str, str | None]) -> CustomerState:
     """Build a :class:`CustomerState` (without items and event ids) from its Redis hash."""
+    return _from_row(customer_id, [fields.get(name) for name in _FIELDS])
 
-    def number(name: str) -> float | None:
-        value = fields.get(name)
-        return float(value) if value not in (None, "") else None
 
-    return CustomerState(
-        customer_id=customer_id,
-        frequency=int(fields.get("frequency") or 0),
-        spent=number("spent") or 0.0,
-        returned_matched=number("returned_matched") or 0.0,
-        first_purchase=number("first_purchase"),
-        last_purchase=number("last_purchase"),
-        last_order=fields.get("last_order") or "",
-        country=fields.get("country") or "",
-        segment=fields.get("segment") or None,
-        segment_since=number("segment_since"),
-        model_version=fields.get("model_version") or None,
-        sequence=int(fields.get("sequence") or 0),
-        segment_rfm=(
-            (int(fields["seg_r"] or 0), int(fields["seg_f"] or 0), float(fields["seg_m"] or 0))
-            if fields.get("seg_r") not in (None, "")
-            else None
-        ),
-        unannounced=fields.get("unannounced") == "1",
-    )
+async def _call(call: Awaitable[T]) -> T:
+    """Await one Redis call, turning redis-py's errors into ours (which the worker retries)."""
+    try:
+        return await call
+    except RedisError as exc:
+        raise StoreUnavailableError(f"Redis call failed: {exc}") from exc
 
 
 def _number(value: str | None) -> float | None:
@@ -135,10 +121,7 @@ class RedisStore:
 
     async def ping(self) -> None:
         """Check that Redis answers."""
-        try:
-            await self.client.ping()
-        except RedisError as exc:
-            raise StoreUnavailableError(f"Redis does not answer: {exc}") from exc
+        await _call(self.client.ping())
 
     async def apply(self, effects: Sequence[OrderEffect]) -> list[Applied]:
         if not effects:
@@ -233,10 +216,7 @@ class RedisStore:
         pattern = self.keys.state_pattern()
         cursor = 0
         while True:
-            try:
-                cursor, names = await self.client.scan(cursor, match=pattern, count=batch_size)
-            except RedisError as exc:
-                raise StoreUnavailableError(f"Redis scan failed: {exc}") from exc
+            cursor, names = await _call(self.client.scan(cursor, match=pattern, count=batch_size))
             if names:
                 loaded = await self.load([self.keys.customer_of(name) for name in names])
                 yield [state for state in loaded if state is not None]
@@ -304,43 +284,30 @@ class RedisStore:
         ]
 
     async def schedule(self, due: Mapping[str, float]) -> None:
-        if not due:
-            return
-        try:
-            await self.client.zadd(self.keys.due, {c: t for c, t in due.items()})
-        except RedisError as exc:
-            raise StoreUnavailableError(f"Redis call failed: {exc}") from exc
+        if due:
+            await _call(self.client.zadd(self.keys.due, dict(due)))
 
     async def pop_due(self, now: float, limit: int, lease_s: float = 3600.0) -> list[str]:
-        try:
-            ids: list[str] = await self._pop_due(
-                keys=[self.keys.due], args=[repr(now), limit, repr(lease_s)]
-            )
-        except RedisError as exc:
-            raise StoreUnavailableError(f"Redis call failed: {exc}") from exc
+        ids: list[str] = await _call(
+            self._pop_due(keys=[self.keys.due], args=[repr(now), limit, repr(lease_s)])
+        )
         return ids
 
     async def unschedule(self, customer_ids: Sequence[str]) -> None:
         if customer_ids:
-            try:
-                await self.client.zrem(self.keys.due, *customer_ids)
-            except RedisError as exc:
-                raise StoreUnavailableError(f"Redis call failed: {exc}") from exc
+            await _call(self.client.zrem(self.keys.due, *customer_ids))
 
     async def due_count(self, until: float | None = None) -> int:
         top = "+inf" if until is None else repr(until)
-        count: int = await self.client.zcount(self.keys.due, "-inf", top)
+        count: int = await _call(self.client.zcount(self.keys.due, "-inf", top))
         return count
 
     async def advance_clock(self, event_time: float) -> float:
-        try:
-            value = await self._clock(keys=[self.keys.clock], args=[repr(event_time)])
-        except RedisError as exc:
-            raise StoreUnavailableError(f"Redis clock update failed: {exc}") from exc
+        value = await _call(self._clock(keys=[self.keys.clock], args=[repr(event_time)]))
         return float(value)
 
     async def clock(self) -> float | None:
-        value = await self.client.get(self.keys.clock)
+        value = await _call(self.client.get(self.keys.clock))
         return float(value) if value is not None else None
 
     async def add_counters(self, counts: Mapping[str, int]) -> None:
@@ -351,18 +318,16 @@ class RedisStore:
         await self._execute(pipe)
 
     async def counters(self) -> dict[str, int]:
-        raw: dict[str, str] = await self.client.hgetall(self.keys.counters)
+        raw: dict[str, str] = await _call(self.client.hgetall(self.keys.counters))
         return {name: int(value) for name, value in raw.items()}
 
     async def history(self, customer_id: str) -> list[str]:
-        entries: list[str] = await self.client.lrange(self.keys.history(customer_id), 0, -1)
+        entries: list[str] = await _call(self.client.lrange(self.keys.history(customer_id), 0, -1))
         return entries
 
     async def _execute(self, pipe: Any) -> list[Any]:
         try:
-            replies: list[Any] = await pipe.execute()
-        except RedisError as exc:
-            raise StoreUnavailableError(f"Redis call failed: {exc}") from exc
+            replies: list[Any] = await _call(pipe.execute())
         finally:
             # Give the connection back to the pool even when the call failed.
             await pipe.reset()
