@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
     "EARLIEST_EVENT_TIME",
@@ -41,6 +41,10 @@ def _checked_time(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+#: The time of an order or clock event, checked by :func:`_checked_time`.
+EventTime = Annotated[datetime, AfterValidator(_checked_time)]
+
+
 class OrderLine(BaseModel):
     """One line of an invoice. Quantities are positive for purchases and returns alike."""
 
@@ -62,14 +66,9 @@ class OrderEvent(BaseModel):
     kind: Literal["purchase", "return"]
     order_id: str = Field(min_length=1, max_length=128)
     customer_id: str = Field(min_length=1, max_length=64, pattern=r"^[^{}\s]+$")
-    occurred_at: datetime
+    occurred_at: EventTime
     country: str | None = None
     lines: list[OrderLine] = Field(min_length=1)
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _sane_time(cls, value: datetime) -> datetime:
-        return _checked_time(value)
 
 
 class RFMValues(BaseModel):
@@ -111,12 +110,7 @@ class ClockEvent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     kind: Literal["clock"]
-    occurred_at: datetime
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _sane_time(cls, value: datetime) -> datetime:
-        return _checked_time(value)
+    occurred_at: EventTime
 
 
 class DeadLetter(BaseModel):
