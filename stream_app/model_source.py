@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from model_training.artifact import LoadedModel
+from model_training.artifact import MODEL_FILE, LoadedModel
 from model_training.exceptions import ModelArtifactError
 from stream_app.exceptions import StreamError
 from stream_app.registry import ModelRegistry
@@ -13,8 +13,6 @@ from stream_app.registry import ModelRegistry
 __all__ = ["ModelSource"]
 
 log = logging.getLogger(__name__)
-
-ARTIFACT_NAME = "model.joblib"
 
 
 class ModelSource:
@@ -41,7 +39,7 @@ class ModelSource:
         """Switch to the registry's current version if it changed; True if switched."""
         try:
             version = self.registry.current_version()
-            if version is None and (self.model_dir / ARTIFACT_NAME).exists():
+            if version is None and (self.model_dir / MODEL_FILE).exists():
                 version = self.registry.import_dir(self.model_dir)
                 log.info("registered the model in %s as version %s", self.model_dir, version)
         except (StreamError, ModelArtifactError) as exc:

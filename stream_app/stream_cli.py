@@ -66,7 +66,7 @@ def _load_model(settings: Settings) -> SegmentModel | None:
     """The model the workers serve (the registry's current version), else RFM_MODEL_DIR's."""
     import redis
 
-    from model_training.artifact import load_model
+    from model_training.artifact import MODEL_FILE, load_model
     from stream_app.names import Keys
     from stream_app.registry import ModelRegistry
 
@@ -76,7 +76,7 @@ def _load_model(settings: Settings) -> SegmentModel | None:
         model = current.load_current()
         if model is not None:
             return model
-        if (settings.model_dir / "model.joblib").exists():
+        if (settings.model_dir / MODEL_FILE).exists():
             return load_model(settings.model_dir)
         return None
     except ModelArtifactError as exc:
