@@ -18,7 +18,13 @@ import pandas as pd
 from model_training.cleaning import CleanLines
 from model_training.rules import SECONDS_PER_DAY, default_t_ref
 
-__all__ = ["RFM_COLUMNS", "compute_rfm", "default_reference_time", "matched_return_values"]
+__all__ = [
+    "RFM_COLUMNS",
+    "compute_rfm",
+    "customer_totals",
+    "default_reference_time",
+    "matched_return_values",
+]
 
 RFM_COLUMNS = ["recency_days", "frequency", "monetary"]
 
@@ -41,6 +47,25 @@ def compute_rfm(clean: CleanLines, t_ref: datetime) -> pd.DataFrame:
         (timestamps) and ``country`` (of the latest purchase invoice). Customers without a
         valid purchase have no row.
     """
+    per_customer = customer_totals(clean)
+    per_customer["monetary"] = per_customer["spent"] - per_customer["returned_matched"]
+    age = (pd.Timestamp(t_ref) - per_customer["last_purchase"]).dt.total_seconds()
+    per_customer["recency_days"] = np.floor(age / SECONDS_PER_DAY).astype("int64")
+    return per_customer[[*RFM_COLUMNS, "first_purchase", "last_purchase", "country"]]
+
+
+def customer_totals(clean: CleanLines) -> pd.DataFrame:
+    """What every customer's RFM is computed from, at no particular time.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``customer_id`` (text, sorted), one row per customer with a valid
+        purchase: ``frequency`` (int), ``first_purchase`` and ``last_purchase`` (invoice
+        times), ``last_order`` and ``country`` (of the latest purchase invoice, ties broken by
+        the larger invoice number), ``spent`` (purchase value) and ``returned_matched`` (value
+        of the matched returned units). The stream keeps the same fields per customer.
+    """
     lines = clean.lines
     purchases = lines[~lines["is_return"]]
     returns = lines[lines["is_return"]]
@@ -55,23 +80,21 @@ def compute_rfm(clean: CleanLines, t_ref: datetime) -> pd.DataFrame:
         first_purchase=("invoiced_at", "min"),
         last_purchase=("invoiced_at", "max"),
     )
-    # Country of the latest invoice; ties broken by the larger invoice number.
-    latest = invoices.sort_values(["customer_id", "invoiced_at", "invoice"]).drop_duplicates(
-        "customer_id", keep="last"
+    latest = (
+        invoices.sort_values(["customer_id", "invoiced_at", "invoice"])
+        .drop_duplicates("customer_id", keep="last")
+        .set_index("customer_id")
     )
-    per_customer["country"] = latest.set_index("customer_id")["country"]
-
-    spent = purchases.groupby("customer_id", observed=True)["value"].sum()
-    per_customer["monetary"] = spent - matched_return_values(purchases, returns).reindex(
+    per_customer["last_order"] = latest["invoice"]
+    per_customer["country"] = latest["country"]
+    per_customer["spent"] = purchases.groupby("customer_id", observed=True)["value"].sum()
+    per_customer["returned_matched"] = matched_return_values(purchases, returns).reindex(
         per_customer.index, fill_value=0.0
     )
-
-    age = (pd.Timestamp(t_ref) - per_customer["last_purchase"]).dt.total_seconds()
-    per_customer["recency_days"] = np.floor(age / SECONDS_PER_DAY).astype("int64")
     per_customer["frequency"] = per_customer["frequency"].astype("int64")
     per_customer.index = per_customer.index.astype(str)
     per_customer.index.name = "customer_id"
-    return per_customer[[*RFM_COLUMNS, "first_purchase", "last_purchase", "country"]]
+    return per_customer
 
 
 def matched_return_values(purchases: pd.DataFrame, returns: pd.DataFrame) -> pd.Series:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from model_training.cleaning import clean_transactions
 from model_training.loading import load_transactions
-from model_training.rfm import matched_return_values
+from model_training.rfm import customer_totals
 from stream_app.replay import ReplayPlan, build_events
 from stream_app.state import CustomerState, ItemTotals
 from stream_app.store import CustomerStore
@@ -34,27 +34,11 @@ def bootstrap_states(frame: pd.DataFrame, plan: ReplayPlan | None = None) -> lis
     for key, value in plan.events:
         orders.setdefault(key.decode(), set()).add(json.loads(value)["event_id"])
 
-    lines = clean_transactions(frame).lines
+    clean = clean_transactions(frame)
+    per_customer = customer_totals(clean)
+    lines = clean.lines
     purchases = lines[~lines["is_return"]]
     returns = lines[lines["is_return"]]
-
-    invoices = (
-        purchases.groupby(["customer_id", "invoice"], observed=True)
-        .agg(time=("invoice_time", "first"), country=("country", "first"))
-        .reset_index()
-        .sort_values(["customer_id", "time", "invoice"])
-    )
-    per_customer = invoices.groupby("customer_id", observed=True).agg(
-        frequency=("invoice", "size"),
-        first_purchase=("time", "min"),
-        last_purchase=("time", "last"),
-        last_order=("invoice", "last"),
-        country=("country", "last"),
-    )
-    per_customer["spent"] = purchases.groupby("customer_id", observed=True)["value"].sum()
-    per_customer["returned_matched"] = matched_return_values(purchases, returns).reindex(
-        per_customer.index, fill_value=0.0
-    )
 
     items: dict[str, dict[str, ItemTotals]] = {}
     bought = purchases.groupby(["customer_id", "sku"], observed=True)["units"].sum()
