@@ -127,12 +127,10 @@ class Retrainer:
                 {"baseline": True, "applied_events": applied, "accepted": None, "version": None}
             )
             return False
-        if last:
-            when = datetime.fromisoformat(str(last.get("time")))
-            if (datetime.now(UTC) - when).total_seconds() < self.interval_s:
-                return False
-            return applied - int(last.get("applied_events", 0)) >= self.min_events
-        return applied >= self.min_events
+        when = datetime.fromisoformat(str(last.get("time")))
+        if (datetime.now(UTC) - when).total_seconds() < self.interval_s:
+            return False
+        return applied - int(last.get("applied_events", 0)) >= self.min_events
 
     async def _retrain(self, applied: int, requested: bool) -> str | None:
         started = time.monotonic()
