@@ -12,10 +12,25 @@ from stream_app.scoring import SegmentModel, rfm_matrix
 from stream_app.state import CustomerState
 from stream_app.store import CustomerStore
 
-__all__ = ["EXPORT_COLUMNS", "export_frame", "segment_counts", "write_export"]
+__all__ = [
+    "EXPORT_COLUMNS",
+    "customers_with_rfm",
+    "export_frame",
+    "segment_counts",
+    "write_export",
+]
 
 #: The columns of ``rfm.csv``, shared with ``rfm train``.
 EXPORT_COLUMNS = ["customer_id", "recency_days", "frequency", "monetary", "segment"]
+
+
+async def customers_with_rfm(store: CustomerStore, batch_size: int = 5000) -> list[CustomerState]:
+    """Every customer with a valid purchase (without items and event ids), sorted by id."""
+    states: list[CustomerState] = []
+    async for batch in store.scan(batch_size):
+        states.extend(state for state in batch if state.has_rfm)
+    states.sort(key=lambda state: state.customer_id)
+    return states
 
 
 async def export_frame(
@@ -26,11 +41,8 @@ async def export_frame(
     ``segment`` is what ``model`` assigns at ``t_ref`` (as ``rfm train`` does); without a
     model it is the segment stored by the stream (empty where there is none).
     """
-    states: list[CustomerState] = []
-    async for batch in store.scan():
-        states.extend(state for state in batch if state.has_rfm)
-    states.sort(key=lambda state: state.customer_id)
-    matrix = rfm_matrix(states, t_ref) if states else np.empty((0, 3))
+    states = await customers_with_rfm(store)
+    matrix = rfm_matrix(states, t_ref)
     if model is not None and states:
         segments = [str(name) for name in model.predict_segments(matrix)]
     else:

@@ -23,7 +23,10 @@ import pandas as pd
 
 from model_training.artifact import LoadedModel
 from model_training.retrain import QualityGates, retrain
+from model_training.rfm import RFM_COLUMNS
+from stream_app.export import customers_with_rfm
 from stream_app.registry import ModelRegistry
+from stream_app.scoring import rfm_matrix
 from stream_app.store import CustomerStore
 
 __all__ = ["Retrainer", "rfm_snapshot"]
@@ -33,19 +36,12 @@ log = logging.getLogger(__name__)
 
 async def rfm_snapshot(store: CustomerStore, now: float) -> pd.DataFrame:
     """Every customer's RFM at ``now``: index ``customer_id``, the three RFM columns."""
-    ids: list[str] = []
-    rows: list[tuple[int, int, float]] = []
-    async for batch in store.scan(batch_size=5000):
-        for state in batch:
-            if state.has_rfm:
-                ids.append(state.customer_id)
-                rows.append(state.rfm(now))
-    frame = pd.DataFrame(
-        rows,
-        index=pd.Index(ids, name="customer_id"),
-        columns=["recency_days", "frequency", "monetary"],
-    )
-    return frame.sort_index()
+    states = await customers_with_rfm(store)
+    return pd.DataFrame(
+        rfm_matrix(states, now),
+        index=pd.Index([state.customer_id for state in states], name="customer_id"),
+        columns=RFM_COLUMNS,
+    ).astype({"recency_days": "int64", "frequency": "int64"})
 
 
 class Retrainer:
