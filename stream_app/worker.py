@@ -24,6 +24,7 @@ from typing import Any
 import aiokafka
 import faust
 import redis
+from pydantic import BaseModel
 
 from model_training.retrain import QualityGates
 from stream_app.events import DeadLetter, SegmentChange
@@ -51,24 +52,21 @@ class FaustPublisher:
         self.dead_letters = dead_letters
 
     async def publish_changes(self, changes: Sequence[SegmentChange]) -> None:
-        futures = [
-            await self.changes.send(
-                key=change.customer_id.encode(),
-                value=change.model_dump_json().encode(),
-                force=True,
-            )
-            for change in changes
-        ]
-        await asyncio.gather(*futures)
+        await self._send(self.changes, [(change.customer_id, change) for change in changes])
 
     async def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        await self._send(self.dead_letters, [(letter.key, letter) for letter in letters])
+
+    @staticmethod
+    async def _send(topic: Any, messages: Sequence[tuple[str | None, BaseModel]]) -> None:
+        # Send all, then wait for every acknowledgement (the producer batches meanwhile).
         futures = [
-            await self.dead_letters.send(
-                key=letter.key.encode() if letter.key else None,
-                value=letter.model_dump_json().encode(),
+            await topic.send(
+                key=key.encode() if key else None,
+                value=message.model_dump_json().encode(),
                 force=True,
             )
-            for letter in letters
+            for key, message in messages
         ]
         await asyncio.gather(*futures)
 
