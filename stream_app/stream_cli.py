@@ -46,6 +46,11 @@ def _with_store(settings: Settings, work: Callable[[RedisStore], Awaitable[T]]) 
     return asyncio.run(run())
 
 
+async def _stream_now(settings: Settings, store: RedisStore) -> float | None:
+    """Now on the configured clock, as the workers see it (None before any event)."""
+    return time.time() if settings.clock is Clock.WALL else await store.clock()
+
+
 def _parse_time(value: str) -> float:
     try:
         moment = datetime.fromisoformat(value)
@@ -172,7 +177,7 @@ def customer(customer_id: str, history: bool, as_of: str | None) -> None:
         state = await store.get(customer_id)
         if state is None:
             raise click.ClickException(f"no customer {customer_id!r} in the state")
-        now = time.time() if settings.clock is Clock.WALL else await store.clock()
+        now = await _stream_now(settings, store)
         click.echo(f"customer      {state.customer_id}")
         if state.has_rfm and now is not None:
             recency, frequency, monetary = state.rfm(now)
@@ -225,7 +230,7 @@ def export(output: Path, t_ref: str | None) -> None:
     async def work(store: RedisStore) -> int:
         reference = _parse_time(t_ref) if t_ref else None
         if reference is None:
-            reference = time.time() if settings.clock is Clock.WALL else await store.clock()
+            reference = await _stream_now(settings, store)
         if reference is None:
             raise click.ClickException("the state is empty: nothing to export")
         frame = await export_frame(store, reference, model)
@@ -320,7 +325,7 @@ def clock_show() -> None:
     settings = Settings()
 
     async def work(store: RedisStore) -> None:
-        now = time.time() if settings.clock is Clock.WALL else await store.clock()
+        now = await _stream_now(settings, store)
         click.echo(f"clock       {_format_time(now)} ({settings.clock.value} time)")
         click.echo(f"scheduled   {await store.due_count():,} customers")
         if now is not None:
