@@ -23,7 +23,7 @@ from stream_app.events import (
     parse_event,
 )
 from stream_app.exceptions import StoreUnavailableError
-from stream_app.scoring import Reason, SegmentModel, next_change_times, segment_changes
+from stream_app.scoring import Reason, SegmentModel, score
 from stream_app.settings import Clock
 from stream_app.state import CustomerState
 from stream_app.store import CustomerStore, SegmentUpdate
@@ -219,7 +219,7 @@ class BatchProcessor:
         if model is None or not states:
             return 0
         await self._announce_pending([state for state in states if state.unannounced])
-        changes = segment_changes(states, model, now, reason=reason)
+        changes, due = score(states, model, now, reason)
         published: list[SegmentChange] = []
         if changes:
             updates = [
@@ -247,7 +247,6 @@ class BatchProcessor:
                 await self._retry(
                     self.store.mark_announced, [change.customer_id for change in published]
                 )
-        due = next_change_times(states, model, now)
         schedule = {
             state.customer_id: when
             for state, when in zip(states, due, strict=True)

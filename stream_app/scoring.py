@@ -19,6 +19,7 @@ __all__ = [
     "change_driver",
     "next_change_times",
     "rfm_matrix",
+    "score",
     "segment_changes",
 ]
 
@@ -82,7 +83,17 @@ def segment_changes(
     if not scored:
         return []
     matrix = rfm_matrix(scored, now)
-    names = model.predict_segments(matrix)
+    return _changes(scored, matrix, model.predict_segments(matrix), model.version, now, reason)
+
+
+def _changes(
+    scored: Sequence[CustomerState],
+    matrix: npt.NDArray[np.float64],
+    names: npt.NDArray[np.str_],
+    version: str,
+    now: float,
+    reason: Reason,
+) -> list[SegmentChange]:
     occurred_at = datetime.fromtimestamp(now, tz=UTC)
     changes = []
     for state, name, row in zip(scored, names, matrix, strict=True):
@@ -100,7 +111,7 @@ def segment_changes(
                 segment=segment,
                 reason=reason,
                 rfm=rfm,
-                model_version=model.version,
+                model_version=version,
                 occurred_at=occurred_at,
                 sequence=state.sequence + 1,
                 previous_rfm=(
@@ -178,13 +189,44 @@ def next_change_times(
     >>> due[0] / 86_400  # recency 31 days is the first "at_risk" day
     31.0
     """
+    return score(states, model, now, "recency")[1]
+
+
+def score(
+    states: Sequence[CustomerState], model: SegmentModel, now: float, reason: Reason
+) -> tuple[list[SegmentChange], list[float | None]]:
+    """:func:`segment_changes` and :func:`next_change_times` at once, predicting at ``now`` once.
+
+    >>> class Threshold:
+    ...     version = "v1"
+    ...     def predict_segments(self, rfm):
+    ...         return np.where(rfm[:, 0] > 30, "at_risk", "active")
+    >>> states = [CustomerState("7", frequency=2, spent=30.0, last_purchase=0.0),
+    ...           CustomerState("8")]
+    >>> changes, due = score(states, Threshold(), now=10 * 86_400.0, reason="order")
+    >>> [(c.customer_id, c.segment) for c in changes], due[0] / 86_400, due[1]
+    ([('7', 'active')], 31.0, None)
+    """
     due: list[float | None] = [None] * len(states)
     rows = [row for row, state in enumerate(states) if state.has_rfm]
     if not rows:
-        return due
+        return [], due
     scored = [states[row] for row in rows]
     base = rfm_matrix(scored, now)
-    current = model.predict_segments(base)
+    names = model.predict_segments(base)
+    changes = _changes(scored, base, names, model.version, now, reason)
+    for row, moment in zip(rows, _due_times(scored, base, names, model), strict=True):
+        due[row] = moment
+    return changes, due
+
+
+def _due_times(
+    scored: Sequence[CustomerState],
+    base: npt.NDArray[np.float64],
+    current: npt.NDArray[np.str_],
+    model: SegmentModel,
+) -> list[float]:
+    """Due times of customers with RFM ``base`` now, in segments ``current`` (bisection)."""
 
     def segment_after(days: npt.NDArray[np.int64]) -> npt.NDArray[np.str_]:
         future = base.copy()
@@ -204,7 +246,5 @@ def next_change_times(
         high = np.where(active & moved, middle, high)
         low = np.where(active & ~moved, middle, low)
     last = np.array([state.last_purchase for state in scored], dtype=np.float64)
-    when = last + (base[:, 0] + high) * SECONDS_PER_DAY
-    for row, moment in zip(rows, when.tolist(), strict=True):
-        due[row] = moment
-    return due
+    when: list[float] = (last + (base[:, 0] + high) * SECONDS_PER_DAY).tolist()
+    return when
