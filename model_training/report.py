@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -294,9 +295,9 @@ def _money(value: float, _position: object = None) -> str:
     return f"£{value:,.0f}"
 
 
-def _style(axes: Axes) -> None:
+def _style(axes: Axes, grid: Literal["x", "y"] = "y") -> None:
     axes.spines[["top", "right"]].set_visible(False)
-    axes.grid(axis="y", alpha=0.3)
+    axes.grid(axis=grid, alpha=0.3)
     axes.set_axisbelow(True)
 
 
@@ -313,9 +314,7 @@ def _plot_countries(revenue: pd.Series) -> bytes:
         axes.set_xscale("log")
     axes.xaxis.set_major_formatter(FuncFormatter(_money))
     axes.xaxis.set_minor_formatter(NullFormatter())
-    axes.spines[["top", "right"]].set_visible(False)
-    axes.grid(axis="x", alpha=0.3)
-    axes.set_axisbelow(True)
+    _style(axes, grid="x")
     axes.set_title("Net revenue by country (log scale)")
     return _png(figure)
 
