@@ -3,72 +3,86 @@
 -- set and per-stock-code items hash (one hash tag), and ARGV[6e-5..6e]: event_id, is_return
 -- (0/1), occurred_at (epoch s), country, total value, items as a JSON array of
 -- [sku, units, value]. Events are applied in order; the whole call is atomic.
--- Returns, per event, {applied (0/1), the state's FIELDS in order} (as in redis_store.py).
-local FIELDS = {'frequency', 'spent', 'returned_matched', 'first_purchase', 'last_purchase',
-  'last_order', 'country', 'segment', 'segment_since', 'model_version', 'sequence',
-  'seg_r', 'seg_f', 'seg_m', 'unannounced'}
+-- Returns, per event, 1 if it was applied and 0 if it had been applied before.
 
 local function matched(bought, returned, value)
   if returned <= 0 then return 0 end
   return math.min(returned, bought) * (value / returned)
 end
 
+-- The change in matched return value when `units` of a stock code are bought.
+local function buy(items, sku, units, returned)
+  local bought = redis.call('HINCRBY', items, 'b:' .. sku, units)
+  if returned <= 0 then return 0 end
+  local value = tonumber(redis.call('HGET', items, 'v:' .. sku)) or 0
+  return matched(bought, returned, value) - matched(bought - units, returned, value)
+end
+
+-- The change in matched return value when `units` worth `worth` of a stock code come back.
+local function give_back(items, sku, units, worth)
+  local current = redis.call('HMGET', items, 'b:' .. sku, 'r:' .. sku, 'v:' .. sku)
+  local bought = tonumber(current[1]) or 0
+  local before = matched(bought, tonumber(current[2]) or 0, tonumber(current[3]) or 0)
+  local returned = redis.call('HINCRBY', items, 'r:' .. sku, units)
+  local value = tonumber(redis.call('HINCRBYFLOAT', items, 'v:' .. sku,
+    string.format('%.17g', worth)))
+  return matched(bought, returned, value) - before
+end
+
 local function apply(state, orders, items, event_id, is_return, occurred_text, country,
                      total, entries_json)
-  local occurred_at = tonumber(occurred_text)
   if redis.call('SADD', orders, event_id) == 0 then
-    return {0, redis.call('HMGET', state, unpack(FIELDS))}
+    return 0
   end
   -- A return (or an event with no valid line) from an unknown customer still leaves a record.
   redis.call('HSETNX', state, 'frequency', 0)
   local entries = cjson.decode(entries_json)
   local n = #entries
+  if n == 0 then
+    return 1
+  end
 
   local delta = 0
-  -- Most customers never return anything: their purchases need no return matching.
-  local plain = (not is_return) and redis.call('HEXISTS', state, 'has_returns') == 0
-  if is_return and n > 0 then
+  if is_return then
     redis.call('HSET', state, 'has_returns', 1)
-  end
-  for i = 1, n do
-    local sku = entries[i][1]
-    local units = entries[i][2]
-    if plain then
-      redis.call('HINCRBY', items, 'b:' .. sku, units)
-    else
-      local current = redis.call('HMGET', items, 'b:' .. sku, 'r:' .. sku, 'v:' .. sku)
-      local bought = tonumber(current[1]) or 0
-      local returned = tonumber(current[2]) or 0
-      local value = tonumber(current[3]) or 0
-      local before = matched(bought, returned, value)
-      if is_return then
-        returned = redis.call('HINCRBY', items, 'r:' .. sku, units)
-        value = tonumber(redis.call('HINCRBYFLOAT', items, 'v:' .. sku,
-          string.format('%.17g', entries[i][3])))
-      else
-        bought = redis.call('HINCRBY', items, 'b:' .. sku, units)
-      end
-      delta = delta + matched(bought, returned, value) - before
+    for i = 1, n do
+      delta = delta + give_back(items, entries[i][1], entries[i][2], entries[i][3])
+    end
+  elseif redis.call('HEXISTS', state, 'has_returns') == 0 then
+    -- Most customers never return anything: their purchases need no return matching.
+    for i = 1, n do
+      redis.call('HINCRBY', items, 'b:' .. entries[i][1], entries[i][2])
+    end
+  else
+    -- Only the stock codes returned before need matching: look them all up at once.
+    local fields = {}
+    for i = 1, n do
+      fields[i] = 'r:' .. entries[i][1]
+    end
+    local returned = redis.call('HMGET', items, unpack(fields))
+    for i = 1, n do
+      delta = delta + buy(items, entries[i][1], entries[i][2], tonumber(returned[i]) or 0)
     end
   end
   if delta ~= 0 then
     redis.call('HINCRBYFLOAT', state, 'returned_matched', string.format('%.17g', delta))
   end
 
-  if (not is_return) and n > 0 then
+  if not is_return then
+    local occurred_at = tonumber(occurred_text)
     redis.call('HINCRBY', state, 'frequency', 1)
     redis.call('HINCRBYFLOAT', state, 'spent', total)
-    local first = tonumber(redis.call('HGET', state, 'first_purchase'))
+    local known = redis.call('HMGET', state, 'first_purchase', 'last_purchase', 'last_order')
+    local first = tonumber(known[1])
     if first == nil or occurred_at < first then
       redis.call('HSET', state, 'first_purchase', occurred_text)
     end
-    local last = redis.call('HMGET', state, 'last_purchase', 'last_order')
-    local last_at = tonumber(last[1])
-    if last_at == nil or occurred_at > last_at or (occurred_at == last_at and event_id > last[2]) then
+    local last_at = tonumber(known[2])
+    if last_at == nil or occurred_at > last_at or (occurred_at == last_at and event_id > known[3]) then
       redis.call('HSET', state, 'last_purchase', occurred_text, 'last_order', event_id, 'country', country)
     end
   end
-  return {1, redis.call('HMGET', state, unpack(FIELDS))}
+  return 1
 end
 
 local results = {}

@@ -28,7 +28,7 @@ from stream_app.settings import Clock
 from stream_app.state import CustomerState
 from stream_app.store import CustomerStore, SegmentUpdate
 
-__all__ = ["BatchOutcome", "BatchProcessor", "Publisher", "RawMessage"]
+__all__ = ["BatchOutcome", "BatchProcessor", "DecodedBatch", "Publisher", "RawMessage"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,6 +55,16 @@ class Publisher(Protocol):
     async def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Publish dead letters keyed like their source message."""
         ...
+
+
+@dataclass
+class DecodedBatch:
+    """A batch after validation: effects to apply, clock moves, and dead letters."""
+
+    events: int
+    effects: list[OrderEffect] = field(default_factory=list)
+    clock_times: list[float] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
 @dataclass
@@ -103,22 +113,55 @@ class BatchProcessor:
         self._scoring = asyncio.Lock()
 
     async def handle(self, messages: Sequence[RawMessage]) -> BatchOutcome:
-        """Process one batch. Returns only when its effects are stored and published.
+        """Process one batch. Returns only when its effects are stored and published."""
+        return await self.process(self.decode(messages))
+
+    @staticmethod
+    def decode(messages: Sequence[RawMessage]) -> DecodedBatch:
+        """Validate a batch and reduce its events to their effects (no I/O).
+
+        The worker decodes the next batch while the previous one waits on Redis and Kafka.
+        """
+        batch = DecodedBatch(events=len(messages))
+        for message in messages:
+            try:
+                event = parse_event(message.value)
+            except InvalidEvent as exc:
+                batch.dead_letters.append(
+                    DeadLetter(
+                        reason=exc.reason,
+                        topic=message.topic,
+                        partition=message.partition,
+                        offset=message.offset,
+                        key=message.key.decode("utf-8", "replace") if message.key else None,
+                        payload=message.value.decode("utf-8", "replace"),
+                        failed_at=datetime.now(tz=UTC),
+                    )
+                )
+                continue
+            if isinstance(event, ClockEvent):
+                batch.clock_times.append(event.occurred_at.timestamp())
+            else:
+                batch.effects.append(order_effect(event))
+        return batch
+
+    async def process(self, batch: DecodedBatch) -> BatchOutcome:
+        """Store, score and publish a decoded batch; return what it did.
 
         Bad events go to the dead-letter topic. Infrastructure errors are retried here rather
-        than raised, because the caller acknowledges the batch when this returns or raises.
+        than raised: the batch is acknowledged once this returns.
         """
-        outcome = BatchOutcome(events=len(messages))
-        effects, clock_times, letters = self._decode(messages)
+        effects, clock_times, letters = batch.effects, batch.clock_times, batch.dead_letters
+        outcome = BatchOutcome(events=batch.events)
         outcome.dead_letters = len(letters)
         if letters:
             await self.publisher.publish_dead_letters(letters)
             log.warning("sent %d invalid event(s) to the dead-letter topic", len(letters))
 
         if effects:
-            results = await self._retry(self.store.apply, effects)
-            outcome.applied = sum(result.applied for result in results)
-            outcome.duplicates = len(results) - outcome.applied
+            applied = await self._retry(self.store.apply, effects)
+            outcome.applied = sum(applied)
+            outcome.duplicates = len(applied) - outcome.applied
             for effect in effects:
                 for name, count in (
                     ("skipped_non_product_lines", effect.skipped_non_product),
@@ -128,8 +171,7 @@ class BatchProcessor:
                         outcome.skipped_lines[name] = outcome.skipped_lines.get(name, 0) + count
             now = await self._now([effect.occurred_at for effect in effects] + clock_times)
             async with self._scoring:
-                # Read again under the lock: a decay step may have moved some of these
-                # customers since apply returned their states.
+                # Read under the lock: a decay step may move a customer at any other time.
                 touched = list(dict.fromkeys(effect.customer_id for effect in effects))
                 fresh = await self._retry(self.store.load, touched)
                 states = [state for state in fresh if state is not None]
@@ -282,35 +324,6 @@ class BatchProcessor:
         if self.clock is Clock.WALL:
             return time.time()
         return await self._retry(self.store.advance_clock, max(times))
-
-    @staticmethod
-    def _decode(
-        messages: Sequence[RawMessage],
-    ) -> tuple[list[OrderEffect], list[float], list[DeadLetter]]:
-        effects: list[OrderEffect] = []
-        clock_times: list[float] = []
-        letters: list[DeadLetter] = []
-        for message in messages:
-            try:
-                event = parse_event(message.value)
-            except InvalidEvent as exc:
-                letters.append(
-                    DeadLetter(
-                        reason=exc.reason,
-                        topic=message.topic,
-                        partition=message.partition,
-                        offset=message.offset,
-                        key=message.key.decode("utf-8", "replace") if message.key else None,
-                        payload=message.value.decode("utf-8", "replace"),
-                        failed_at=datetime.now(tz=UTC),
-                    )
-                )
-                continue
-            if isinstance(event, ClockEvent):
-                clock_times.append(event.occurred_at.timestamp())
-            else:
-                effects.append(order_effect(event))
-        return effects, clock_times, letters
 
     async def _retry(self, call: Callable[..., Awaitable[T]], *args: Any) -> T:
         delay = self.retry_delay_s

@@ -15,7 +15,7 @@ from stream_app.effects import OrderEffect
 from stream_app.exceptions import StoreUnavailableError
 from stream_app.names import Keys
 from stream_app.state import CustomerState, ItemTotals
-from stream_app.store import Applied, SegmentUpdate
+from stream_app.store import SegmentUpdate
 
 __all__ = ["RedisStore", "decode_state"]
 
@@ -123,7 +123,7 @@ class RedisStore:
         """Check that Redis answers."""
         await _call(self.client.ping())
 
-    async def apply(self, effects: Sequence[OrderEffect]) -> list[Applied]:
+    async def apply(self, effects: Sequence[OrderEffect]) -> list[bool]:
         if not effects:
             return []
         keys = self.keys
@@ -146,11 +146,7 @@ class RedisStore:
                     json.dumps(effect.items),
                 )
             await self._apply(keys=names, args=args, client=pipe)
-        replies = [reply for chunk in await self._execute(pipe) for reply in chunk]
-        return [
-            Applied(_from_row(effect.customer_id, reply[1]), bool(reply[0]))
-            for effect, reply in zip(effects, replies, strict=True)
-        ]
+        return [reply == 1 for chunk in await self._execute(pipe) for reply in chunk]
 
     async def record_segments(self, updates: Sequence[SegmentUpdate]) -> int:
         return sum(await self.record_each(updates))

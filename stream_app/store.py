@@ -9,15 +9,7 @@ from typing import Protocol
 from stream_app.effects import OrderEffect
 from stream_app.state import CustomerState, apply_effect
 
-__all__ = ["Applied", "CustomerStore", "MemoryStore", "SegmentUpdate"]
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """Outcome of applying one event: the customer's state afterwards, and whether it was new."""
-
-    state: CustomerState
-    applied: bool
+__all__ = ["CustomerStore", "MemoryStore", "SegmentUpdate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +29,11 @@ class SegmentUpdate:
 class CustomerStore(Protocol):
     """Where per-customer RFM state lives. Every method batches its round trips."""
 
-    async def apply(self, effects: Sequence[OrderEffect]) -> list[Applied]:
-        """Apply each event once, atomically per event, in order; return the states after."""
+    async def apply(self, effects: Sequence[OrderEffect]) -> list[bool]:
+        """Apply each event once, atomically per event, in order.
+
+        Returns, for each event, whether it was applied now (False: it had been before).
+        """
         ...
 
     async def record_segments(self, updates: Sequence[SegmentUpdate]) -> int:
@@ -131,13 +126,13 @@ class MemoryStore:
         self._counters: dict[str, int] = {}
         self._max_history = max_history
 
-    async def apply(self, effects: Sequence[OrderEffect]) -> list[Applied]:
+    async def apply(self, effects: Sequence[OrderEffect]) -> list[bool]:
         results = []
         for effect in effects:
             before = self._states.get(effect.customer_id) or CustomerState(effect.customer_id)
             after, applied = apply_effect(before, effect)
             self._states[effect.customer_id] = after
-            results.append(Applied(after, applied))
+            results.append(applied)
         return results
 
     async def record_segments(self, updates: Sequence[SegmentUpdate]) -> int:
