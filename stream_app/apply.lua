@@ -1,8 +1,9 @@
 -- Apply order events to customers' states, each event once and atomically.
 -- For each event e (1-based), KEYS[3e-2..3e]: its customer's state hash, applied-event-id
--- set and per-stock-code items hash (one hash tag), and ARGV[6e-5..6e]: event_id, is_return
--- (0/1), occurred_at (epoch s), country, total value, items as a JSON array of
--- [sku, units, value]. Events are applied in order; the whole call is atomic.
+-- set and per-stock-code items hash (one hash tag). ARGV[1]: a JSON array with, per event,
+-- [event_id, is_return (0/1), occurred_at (epoch s, text), country, total value (text),
+-- stock codes, units per stock code, and for returns their values (else an empty array)].
+-- Events are applied in order; the whole call is atomic.
 -- Returns, per event, 1 if it was applied and 0 if it had been applied before.
 
 local function matched(bought, returned, value)
@@ -30,14 +31,13 @@ local function give_back(items, sku, units, worth)
 end
 
 local function apply(state, orders, items, event_id, is_return, occurred_text, country,
-                     total, entries_json)
+                     total, skus, units, values)
   if redis.call('SADD', orders, event_id) == 0 then
     return 0
   end
   -- A return (or an event with no valid line) from an unknown customer still leaves a record.
   redis.call('HSETNX', state, 'frequency', 0)
-  local entries = cjson.decode(entries_json)
-  local n = #entries
+  local n = #skus
   if n == 0 then
     return 1
   end
@@ -46,22 +46,26 @@ local function apply(state, orders, items, event_id, is_return, occurred_text, c
   if is_return then
     redis.call('HSET', state, 'has_returns', 1)
     for i = 1, n do
-      delta = delta + give_back(items, entries[i][1], entries[i][2], entries[i][3])
+      delta = delta + give_back(items, skus[i], units[i], values[i])
     end
   elseif redis.call('HEXISTS', state, 'has_returns') == 0 then
     -- Most customers never return anything: their purchases need no return matching.
     for i = 1, n do
-      redis.call('HINCRBY', items, 'b:' .. entries[i][1], entries[i][2])
+      redis.call('HINCRBY', items, 'b:' .. skus[i], units[i])
     end
   else
-    -- Only the stock codes returned before need matching: look them all up at once.
-    local fields = {}
-    for i = 1, n do
-      fields[i] = 'r:' .. entries[i][1]
-    end
-    local returned = redis.call('HMGET', items, unpack(fields))
-    for i = 1, n do
-      delta = delta + buy(items, entries[i][1], entries[i][2], tonumber(returned[i]) or 0)
+    -- Only the stock codes returned before need matching: look them up a block at a time.
+    for first = 1, n, 1000 do
+      local last = math.min(first + 999, n)
+      local fields = {}
+      for i = first, last do
+        fields[#fields + 1] = 'r:' .. skus[i]
+      end
+      local returned = redis.call('HMGET', items, unpack(fields))
+      for i = first, last do
+        local units_returned = tonumber(returned[i - first + 1]) or 0
+        delta = delta + buy(items, skus[i], units[i], units_returned)
+      end
     end
   end
   if delta ~= 0 then
@@ -85,10 +89,11 @@ local function apply(state, orders, items, event_id, is_return, occurred_text, c
   return 1
 end
 
+local events = cjson.decode(ARGV[1])
 local results = {}
-for e = 1, #KEYS / 3 do
-  local k, a = 3 * e - 2, 6 * e - 5
-  results[e] = apply(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a], ARGV[a + 1] == '1',
-    ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+for e = 1, #events do
+  local k, event = 3 * e - 2, events[e]
+  results[e] = apply(KEYS[k], KEYS[k + 1], KEYS[k + 2], event[1], event[2] == 1,
+    event[3], event[4], event[5], event[6], event[7], event[8])
 end
 return results

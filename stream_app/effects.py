@@ -10,12 +10,16 @@ source file, which the replayer applies before publishing (as the batch pipeline
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import NamedTuple
 
 from model_training.rules import is_product_code
 from stream_app.events import OrderEvent
 
 __all__ = ["ItemDelta", "OrderEffect", "order_effect"]
+
+#: A shop has thousands of stock codes, each seen again and again: remember the answers.
+_is_product = lru_cache(maxsize=1 << 16)(is_product_code)
 
 
 class ItemDelta(NamedTuple):
@@ -65,14 +69,17 @@ def order_effect(event: OrderEvent) -> OrderEffect:
     values: dict[str, float] = {}
     non_product = zero_price = 0
     for line in event.lines:
-        if not is_product_code(line.sku):
+        sku = line["sku"]
+        if not _is_product(sku):
             non_product += 1
             continue
-        if line.unit_price <= 0:
+        price = line["unit_price"]
+        if price <= 0:
             zero_price += 1
             continue
-        units[line.sku] = units.get(line.sku, 0) + line.quantity
-        values[line.sku] = values.get(line.sku, 0.0) + line.quantity * line.unit_price
+        quantity = line["quantity"]
+        units[sku] = units.get(sku, 0) + quantity
+        values[sku] = values.get(sku, 0.0) + quantity * price
     skus = sorted(units)
     items = tuple(map(ItemDelta, skus, map(units.__getitem__, skus), map(values.__getitem__, skus)))
     return OrderEffect(

@@ -1,23 +1,30 @@
--- Store a customer's new segment unless it changed meanwhile (compare-and-set on the
+-- Store customers' new segments, each unless it changed meanwhile (compare-and-set on the
 -- previous segment and the sequence number).
--- KEYS: state hash, history list (one hash tag).
--- ARGV: segment, previous segment ('' for none), since (epoch s), model version, sequence,
---       history entry (JSON), history length, recency, frequency, monetary ('' if unknown).
-local current = redis.call('HGET', KEYS[1], 'segment') or ''
-if current ~= ARGV[2] then
-  return 0
+-- For each update u (1-based), KEYS[2u-1..2u]: the customer's state hash and history list
+-- (one hash tag). ARGV[1]: the history length to keep; ARGV[2]: a JSON array with, per
+-- update, [segment, previous segment ('' for none), since (epoch s, text), model version,
+-- sequence, history entry (JSON text), recency, frequency, monetary (text; '' if unknown)].
+-- Returns, per update, 1 if stored and 0 if not.
+local keep = tonumber(ARGV[1])
+local updates = cjson.decode(ARGV[2])
+local results = {}
+for u = 1, #updates do
+  local state, history, update = KEYS[2 * u - 1], KEYS[2 * u], updates[u]
+  local current = redis.call('HGET', state, 'segment') or ''
+  local stored = tonumber(redis.call('HGET', state, 'sequence')) or 0
+  if current ~= update[2] or update[5] <= stored then
+    results[u] = 0
+  else
+    -- Marked unannounced until the change is published (then cleared): a crash in between
+    -- leaves the mark, and whoever scores the customer next publishes the change again.
+    redis.call('HSET', state, 'segment', update[1], 'segment_since', update[3],
+      'model_version', update[4], 'sequence', update[5], 'unannounced', 1)
+    if update[7] ~= '' then
+      redis.call('HSET', state, 'seg_r', update[7], 'seg_f', update[8], 'seg_m', update[9])
+    end
+    redis.call('LPUSH', history, update[6])
+    redis.call('LTRIM', history, 0, keep - 1)
+    results[u] = 1
+  end
 end
-local stored = tonumber(redis.call('HGET', KEYS[1], 'sequence')) or 0
-if tonumber(ARGV[5]) <= stored then
-  return 0
-end
--- Marked unannounced until the change is published (then cleared): a crash in between
--- leaves the mark, and whoever scores the customer next publishes the change again.
-redis.call('HSET', KEYS[1], 'segment', ARGV[1], 'segment_since', ARGV[3],
-  'model_version', ARGV[4], 'sequence', ARGV[5], 'unannounced', 1)
-if ARGV[8] ~= '' then
-  redis.call('HSET', KEYS[1], 'seg_r', ARGV[8], 'seg_f', ARGV[9], 'seg_m', ARGV[10])
-end
-redis.call('LPUSH', KEYS[2], ARGV[6])
-redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[7]) - 1)
-return 1
+return results

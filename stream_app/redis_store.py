@@ -133,18 +133,27 @@ class RedisStore:
         for first in range(0, len(effects), self.chunk_size):
             chunk = effects[first : first + self.chunk_size]
             names: list[str] = []
-            args: list[Any] = []
+            events: list[Any] = []
             for effect in chunk:
                 customer = effect.customer_id
                 names += (keys.state(customer), keys.orders(customer), keys.items(customer))
-                args += (
-                    effect.event_id,
-                    1 if effect.is_return else 0,
-                    repr(effect.occurred_at),
-                    effect.country,
-                    repr(sum(item.value for item in effect.items)),
-                    json.dumps(effect.items),
+                skus, units, values = (
+                    zip(*effect.items, strict=True) if effect.items else ((), (), ())
                 )
+                # Times and totals as text: Redis stores them exactly as Python wrote them.
+                events.append(
+                    (
+                        effect.event_id,
+                        1 if effect.is_return else 0,
+                        repr(effect.occurred_at),
+                        effect.country,
+                        repr(sum(values)),
+                        skus,
+                        units,
+                        values if effect.is_return else (),  # only returns keep values
+                    )
+                )
+            args = [json.dumps(events)]
             await self._apply(keys=names, args=args, client=pipe)
         return [reply == 1 for chunk in await self._execute(pipe) for reply in chunk]
 
@@ -155,23 +164,26 @@ class RedisStore:
         if not updates:
             return []
         pipe = self.client.pipeline(transaction=False)
-        for update in updates:
-            customer = update.customer_id
-            await self._record(
-                keys=[self.keys.state(customer), self.keys.history(customer)],
-                args=[
-                    update.segment,
-                    update.previous_segment or "",
-                    repr(update.since),
-                    update.model_version,
-                    update.sequence,
-                    update.history_entry,
-                    self.max_history,
-                    *(("", "", "") if update.rfm is None else (repr(v) for v in update.rfm)),
-                ],
-                client=pipe,
-            )
-        return [bool(reply) for reply in await self._execute(pipe)]
+        for first in range(0, len(updates), self.chunk_size):
+            chunk = updates[first : first + self.chunk_size]
+            names: list[str] = []
+            rows: list[Any] = []
+            for update in chunk:
+                customer = update.customer_id
+                names += (self.keys.state(customer), self.keys.history(customer))
+                rows.append(
+                    (
+                        update.segment,
+                        update.previous_segment or "",
+                        repr(update.since),
+                        update.model_version,
+                        update.sequence,
+                        update.history_entry,
+                        *(("", "", "") if update.rfm is None else map(repr, update.rfm)),
+                    )
+                )
+            await self._record(keys=names, args=[self.max_history, json.dumps(rows)], client=pipe)
+        return [reply == 1 for chunk in await self._execute(pipe) for reply in chunk]
 
     async def mark_announced(self, customer_ids: Sequence[str]) -> None:
         if not customer_ids:

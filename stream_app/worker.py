@@ -52,26 +52,34 @@ FAUST_FETCH_MAX_WAIT_MS = 1500
 
 
 class FaustPublisher:
-    """Publish through the faust app's producer and wait for the broker's acknowledgement."""
+    """Publish through the faust app's producer and wait for the broker's acknowledgement.
 
-    def __init__(self, changes: Any, dead_letters: Any) -> None:
-        self.changes = changes
-        self.dead_letters = dead_letters
+    Messages go straight to the producer (already encoded JSON bytes): faust's per-message
+    topic machinery would cost more than the producer itself.
+    """
+
+    def __init__(self, app: faust.App, changes_topic: str, dead_letter_topic: str) -> None:
+        self.app = app
+        self.changes_topic = changes_topic
+        self.dead_letter_topic = dead_letter_topic
 
     async def publish_changes(self, changes: Sequence[SegmentChange]) -> None:
-        await self._send(self.changes, [(change.customer_id, change) for change in changes])
+        await self._send(self.changes_topic, [(change.customer_id, change) for change in changes])
 
     async def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        await self._send(self.dead_letters, [(letter.key, letter) for letter in letters])
+        await self._send(self.dead_letter_topic, [(letter.key, letter) for letter in letters])
 
-    @staticmethod
-    async def _send(topic: Any, messages: Sequence[tuple[str | None, BaseModel]]) -> None:
+    async def _send(self, topic: str, messages: Sequence[tuple[str | None, BaseModel]]) -> None:
         # Send all, then wait for every acknowledgement (the producer batches meanwhile).
+        send = self.app.producer.send
         futures = [
-            await topic.send(
-                key=key.encode() if key else None,
-                value=message.model_dump_json().encode(),
-                force=True,
+            await send(
+                topic,
+                key.encode() if key else None,
+                message.model_dump_json().encode(),
+                None,  # partition: by key
+                None,  # timestamp: now
+                None,  # headers
             )
             for key, message in messages
         ]
@@ -119,7 +127,10 @@ def create_app(settings: Settings) -> faust.App:
     registry = ModelRegistry(settings.model_dir, client, keys)
     models = ModelSource(registry, settings.model_dir)
     processor = BatchProcessor(
-        store, FaustPublisher(changes, dead_letters), models.current, clock=settings.clock
+        store,
+        FaustPublisher(app, settings.changes_topic, settings.dlq_topic),
+        models.current,
+        clock=settings.clock,
     )
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     retrainer = Retrainer(
@@ -141,6 +152,9 @@ def create_app(settings: Settings) -> faust.App:
     @app.task
     async def on_start() -> None:
         await store.ping()
+        # Changes and dead letters go straight to the producer: create their topics here.
+        for topic in (changes, dead_letters):
+            await topic.maybe_declare()
         models.refresh()
         # Changes recorded by a worker that died before publishing them.
         pending = await processor.announce_pending()

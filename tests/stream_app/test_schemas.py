@@ -74,7 +74,7 @@ def test_design_event_validates_with_pydantic() -> None:
     event = parse_order_event(json.dumps(DESIGN_EVENT))
     assert isinstance(event, OrderEvent)
     assert event.customer_id == "17850"
-    assert event.lines[0].quantity == 6
+    assert event.lines[0]["quantity"] == 6
 
 
 def test_design_event_validates_with_jsonschema() -> None:

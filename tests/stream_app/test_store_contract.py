@@ -75,6 +75,18 @@ async def test_returns_matched_per_stock_code_in_any_order(store: Store) -> None
     assert state.items["A"] == ItemTotals(bought=3, returned=5, returned_value=10.0)
 
 
+async def test_a_large_invoice_matches_returns_on_every_line(store: Store) -> None:
+    # The Redis script looks returned stock codes up in blocks: cross a block boundary.
+    skus = [f"S{number:04d}" for number in range(2500)]
+    await store.apply([ret("C1", 2, (skus[0], 1, 2.0), (skus[1200], 2, 3.0), (skus[2499], 1, 1.0))])
+    await store.apply([purchase("1", 3, *((sku, 1, 4.0) for sku in skus))])
+    state = await store.get("c1")
+    assert state is not None
+    # Matched: 1 of skus[0] at 2.0, 1 of 2 of skus[1200] at 3.0, 1 of skus[2499] at 1.0.
+    assert state.monetary == pytest.approx(2500 * 4.0 - 2.0 - 3.0 - 1.0)
+    assert state.items[skus[1200]] == ItemTotals(bought=1, returned=2, returned_value=6.0)
+
+
 async def test_return_only_customer_has_no_rfm(store: Store) -> None:
     await store.apply([ret("C1", 2, ("A", 5, 2.0), customer="c9")])
     state = await store.get("c9")
