@@ -108,6 +108,7 @@ class RedisStore:
         self._clock = client.register_script(_script("advance_clock.lua"))
         self._pop_due = client.register_script(_script("pop_due.lua"))
         self._load = client.register_script(_script("load_states.lua"))
+        self._mark_announced = client.register_script(_script("mark_announced.lua"))
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "rfm") -> RedisStore:
@@ -189,8 +190,9 @@ class RedisStore:
         if not customer_ids:
             return
         pipe = self.client.pipeline(transaction=False)
-        for customer in customer_ids:
-            pipe.hdel(self.keys.state(customer), "unannounced")
+        for first in range(0, len(customer_ids), self.chunk_size):
+            chunk = customer_ids[first : first + self.chunk_size]
+            await self._mark_announced(keys=[self.keys.state(c) for c in chunk], client=pipe)
         await self._execute(pipe)
 
     async def last_changes(self, customer_ids: Sequence[str]) -> list[str | None]:

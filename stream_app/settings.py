@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     fetch_wait_ms: int = Field(
         100, ge=1, description="Longest wait of the worker's fetch requests when little flows"
     )
+    commit_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="How often a worker commits the offsets of processed events "
+        "(what `rfm replay --wait` and lag monitors see)",
+    )
     session_timeout_s: float = Field(10.0, gt=0, description="Kafka consumer session timeout")
     decay_interval_s: float = Field(
         1.0, gt=0, description="How often due customers are re-scored as time passes"

@@ -45,7 +45,7 @@ __all__ = ["FaustPublisher", "create_app", "faust_options", "raw_topic", "run_wo
 log = logging.getLogger(__name__)
 
 #: Allocations between two collections of the youngest generation (CPython's default: 700).
-GC_THRESHOLD = int(os.environ.get("RFM_GC_THRESHOLD", "50000"))
+GC_THRESHOLD = 50_000
 
 #: The fetch wait faust-streaming 0.15 hard-codes for its consumer.
 FAUST_FETCH_MAX_WAIT_MS = 1500
@@ -99,6 +99,8 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         # State lives in Redis; faust's own data directory only holds scratch files.
         "datadir": str(Path(tempfile.gettempdir()) / f"rfm-worker-{settings.app_id}"),
         "producer_acks": -1,
+        # faust's default is 2.8 s: lag would read as non-zero that long after the work is done.
+        "broker_commit_interval": settings.commit_interval_s,
     }
 
 
