@@ -9,6 +9,7 @@ source file, which the replayer applies before publishing (as the batch pipeline
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
@@ -32,21 +33,53 @@ class ItemDelta(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class OrderEffect:
-    """The part of an order event that touches RFM state."""
+    """The part of an order event that touches RFM state.
+
+    The stock codes, their units and their values are held column by column (``skus``,
+    ``units``, ``values``, one entry per stock code): that is how the Redis script takes
+    them, and it spares the stream an object per line. :attr:`items` gives them row by row.
+    """
 
     customer_id: str
     event_id: str
     is_return: bool
     occurred_at: float  # epoch seconds
     country: str
-    items: tuple[ItemDelta, ...]
+    skus: tuple[str, ...] = ()
+    units: tuple[int, ...] = ()
+    values: tuple[float, ...] = ()
     skipped_non_product: int = 0
     skipped_zero_price: int = 0
+
+    @classmethod
+    def of(
+        cls,
+        customer_id: str,
+        event_id: str,
+        is_return: bool,
+        occurred_at: float,
+        country: str,
+        items: Iterable[ItemDelta | tuple[str, int, float]],
+    ) -> OrderEffect:
+        """Build an effect from its items, row by row."""
+        rows = tuple(items)
+        skus, units, values = zip(*rows, strict=True) if rows else ((), (), ())
+        return cls(customer_id, event_id, is_return, occurred_at, country, skus, units, values)
+
+    @property
+    def items(self) -> tuple[ItemDelta, ...]:
+        """One :class:`ItemDelta` per stock code."""
+        return tuple(map(ItemDelta, self.skus, self.units, self.values))
+
+    @property
+    def total(self) -> float:
+        """The value of all the event's product lines."""
+        return sum(self.values)
 
     @property
     def counts_as_purchase(self) -> bool:
         """A purchase with at least one valid line adds to frequency."""
-        return not self.is_return and bool(self.items)
+        return not self.is_return and bool(self.skus)
 
 
 def order_effect(event: OrderEvent) -> OrderEffect:
@@ -80,15 +113,16 @@ def order_effect(event: OrderEvent) -> OrderEffect:
         quantity = line["quantity"]
         units[sku] = units.get(sku, 0) + quantity
         values[sku] = values.get(sku, 0.0) + quantity * price
-    skus = sorted(units)
-    items = tuple(map(ItemDelta, skus, map(units.__getitem__, skus), map(values.__getitem__, skus)))
+    skus = tuple(sorted(units))
     return OrderEffect(
         customer_id=event.customer_id,
         event_id=event.event_id,
         is_return=event.kind == "return",
         occurred_at=event.occurred_at.timestamp(),
         country=event.country or "",
-        items=items,
+        skus=skus,
+        units=tuple(map(units.__getitem__, skus)),
+        values=tuple(map(values.__getitem__, skus)),
         skipped_non_product=non_product,
         skipped_zero_price=zero_price,
     )

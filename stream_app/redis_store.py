@@ -138,9 +138,6 @@ class RedisStore:
             for effect in chunk:
                 customer = effect.customer_id
                 names += (keys.state(customer), keys.orders(customer), keys.items(customer))
-                skus, units, values = (
-                    zip(*effect.items, strict=True) if effect.items else ((), (), ())
-                )
                 # Times and totals as text: Redis stores them exactly as Python wrote them.
                 events.append(
                     (
@@ -148,10 +145,10 @@ class RedisStore:
                         1 if effect.is_return else 0,
                         repr(effect.occurred_at),
                         effect.country,
-                        repr(sum(values)),
-                        skus,
-                        units,
-                        values if effect.is_return else (),  # only returns keep values
+                        repr(effect.total),
+                        effect.skus,
+                        effect.units,
+                        effect.values if effect.is_return else (),  # only returns need values
                     )
                 )
             args = [json.dumps(events)]

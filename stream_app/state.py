@@ -99,7 +99,7 @@ def apply_effect(state: CustomerState, effect: OrderEffect) -> tuple[CustomerSta
     }
     if effect.counts_as_purchase:
         changes["frequency"] = state.frequency + 1
-        changes["spent"] = state.spent + sum(delta.value for delta in effect.items)
+        changes["spent"] = state.spent + effect.total
         first = state.first_purchase
         changes["first_purchase"] = (
             effect.occurred_at if first is None else min(first, effect.occurred_at)

@@ -31,7 +31,7 @@ async def store() -> MemoryStore:
         day = float(rng.integers(1, 360))
         for order in range(int(rng.integers(1, 6))):
             effects.append(
-                OrderEffect(
+                OrderEffect.of(
                     customer_id=f"c{number}",
                     event_id=f"{number}-{order}",
                     is_return=False,

@@ -21,12 +21,12 @@ def purchase(
     event_id: str, when: float, *items: tuple[str, int, float], country: str = "UK"
 ) -> OrderEffect:
     deltas = tuple(ItemDelta(sku, units, units * price) for sku, units, price in items)
-    return OrderEffect("c1", event_id, False, when, country, deltas)
+    return OrderEffect.of("c1", event_id, False, when, country, deltas)
 
 
 def ret(event_id: str, when: float, *items: tuple[str, int, float]) -> OrderEffect:
     deltas = tuple(ItemDelta(sku, units, units * price) for sku, units, price in items)
-    return OrderEffect("c1", event_id, True, when, "Returnland", deltas)
+    return OrderEffect.of("c1", event_id, True, when, "Returnland", deltas)
 
 
 def apply_all(effects: Iterable[OrderEffect]) -> CustomerState:
@@ -210,7 +210,7 @@ def effect_lists(draw: st.DrawFn) -> list[OrderEffect]:
     for number in range(count):
         is_return = draw(st.booleans())
         effects.append(
-            OrderEffect(
+            OrderEffect.of(
                 customer_id="c1",
                 event_id=("C" if is_return else "") + f"{number:03d}",
                 is_return=is_return,

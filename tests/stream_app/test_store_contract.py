@@ -27,14 +27,14 @@ def purchase(
     country: str = "UK",
 ) -> OrderEffect:
     deltas = tuple(ItemDelta(sku, units, units * price) for sku, units, price in items)
-    return OrderEffect(customer, event_id, False, at(day), country, deltas)
+    return OrderEffect.of(customer, event_id, False, at(day), country, deltas)
 
 
 def ret(
     event_id: str, day: int, *items: tuple[str, int, float], customer: str = "c1"
 ) -> OrderEffect:
     deltas = tuple(ItemDelta(sku, units, units * price) for sku, units, price in items)
-    return OrderEffect(customer, event_id, True, at(day), "UK", deltas)
+    return OrderEffect.of(customer, event_id, True, at(day), "UK", deltas)
 
 
 def rfm_of(state: CustomerState | None) -> tuple[int, float, float | None, float | None, str]:
