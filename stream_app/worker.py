@@ -218,7 +218,7 @@ def create_app(settings: Settings) -> faust.App:
                     for event in events
                 ]
             )
-            await in_flight.submit(batch, partial(_acknowledge, events))
+            await in_flight.submit(batch, partial(_acknowledge, app, events))
 
     return app
 
@@ -235,9 +235,29 @@ def _settle_garbage_collector() -> None:
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def _acknowledge(events: Sequence[Any]) -> None:
+def _acknowledge(app: faust.App, events: Sequence[Any]) -> None:
+    """Acknowledge a processed batch and commit its offsets now.
+
+    Committing after each batch (rather than only every ``commit_interval_s``) makes lag read
+    0 as soon as the work is done, and leaves at most the batches in flight to be delivered
+    again after a crash. A commit already running covers this one or the next covers it.
+    """
     for event in events:
         event.ack()
+    commit = asyncio.ensure_future(app.consumer.commit())
+    _commits.add(commit)
+    commit.add_done_callback(_commit_finished)
+
+
+#: Commits still running (asyncio keeps only weak references to tasks).
+_commits: set[asyncio.Future[bool]] = set()
+
+
+def _commit_finished(commit: asyncio.Future[bool]) -> None:
+    _commits.discard(commit)
+    if not commit.cancelled() and commit.exception() is not None:
+        # The interval commit retries; say why this one failed.
+        log.warning("committing offsets failed: %s", commit.exception())
 
 
 def shorten_fetch_wait(wait_ms: int) -> None:
