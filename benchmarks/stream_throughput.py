@@ -6,7 +6,8 @@ the file, then:
 
 1. a bare faust agent that only counts events: seconds from first publish to lag 0;
 2. ``rfm worker``: the same, for the full replay;
-3. ``rfm worker`` at a steady 500 events/s: latency from publish to segment-change event.
+3. two ``rfm worker`` processes in one consumer group: the same (scale-out on this machine);
+4. ``rfm worker`` at a steady 500 events/s: latency from publish to segment-change event.
 
 Figures are printed; the ratio of (2) to (1) is the one to watch on a noisy machine. Each run
 also prints the CPU time its process spent during the replay: lag is read from committed
@@ -83,17 +84,23 @@ def run_throughput(
     settings: Settings,
     events: list[tuple[bytes, bytes]],
     work: Path,
+    processes: int = 1,
 ) -> float:
-    log = work / f"{name}.log"
-    process = start(command, settings, log)
+    logs = [work / f"{name}-{number}.log" for number in range(processes)]
+    started = [start(command, settings, log) for log in logs]
     try:
-        wait_ready(log)
-        cpu_before = cpu_seconds(process.pid)
+        for log in logs:
+            wait_ready(log)
+        if processes > 1:
+            time.sleep(2 * settings.session_timeout_s)  # the group's rebalance settles
+        cpu_before = sum(cpu_seconds(process.pid) for process in started)
         seconds = asyncio.run(timed_replay(settings, events))
-        cpu = cpu_seconds(process.pid) - cpu_before
+        cpu = sum(cpu_seconds(process.pid) for process in started) - cpu_before
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        for process in started:
+            process.terminate()
+        for process in started:
+            process.wait(timeout=30)
     rate = len(events) / seconds
     print(
         f"{name:<12} {len(events):,} events in {seconds:6.2f} s = {rate:8,.0f} events/s"
@@ -178,6 +185,8 @@ def main() -> None:
         ceiling = run_throughput("bare agent", bare, settings("bare"), events, work)
         ours = run_throughput("rfm worker", worker, settings("worker"), events, work)
         print(f"ratio        {ours / ceiling:.2f} of the bare agent (target >= 0.8)")
+        pair = run_throughput("2 workers", worker, settings("pair"), events, work, processes=2)
+        print(f"ratio        {pair / ceiling:.2f} of one bare agent (same consumer group)")
 
         print("\nlatency at a steady 500 events/s, publish to segment-change event:")
         latency_settings = settings("latency")
