@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from importlib.resources import files
 from typing import Any, TypeVar
@@ -84,6 +84,34 @@ def _from_row(customer_id: str, row: Sequence[str | None]) -> CustomerState:
     )
 
 
+def _apply_row(effect: OrderEffect) -> tuple[Any, ...]:
+    """One event as apply.lua reads it. Times and totals as text: Redis stores them exactly
+    as Python wrote them; only returns need the per-stock-code values."""
+    return (
+        effect.event_id,
+        1 if effect.is_return else 0,
+        repr(effect.occurred_at),
+        effect.country,
+        repr(effect.total),
+        effect.skus,
+        effect.units,
+        effect.values if effect.is_return else (),
+    )
+
+
+def _record_row(update: SegmentUpdate) -> tuple[Any, ...]:
+    """One segment update as record_segment.lua reads it."""
+    return (
+        update.segment,
+        update.previous_segment or "",
+        repr(update.since),
+        update.model_version,
+        update.sequence,
+        update.history_entry,
+        *(("", "", "") if update.rfm is None else map(repr, update.rfm)),
+    )
+
+
 class RedisStore:
     """Customer state in Redis, laid out as DESIGN.md fixes it.
 
@@ -125,72 +153,31 @@ class RedisStore:
         await _call(self.client.ping())
 
     async def apply(self, effects: Sequence[OrderEffect]) -> list[bool]:
-        if not effects:
-            return []
         keys = self.keys
-        pipe = self.client.pipeline(transaction=False)
+
+        def keys_of(effect: OrderEffect) -> tuple[str, str, str]:
+            customer = effect.customer_id
+            return keys.state(customer), keys.orders(customer), keys.items(customer)
+
         # One script call per chunk of events: far fewer commands to pack and parse than one
         # call per event, and each event is still applied once and atomically.
-        for first in range(0, len(effects), self.chunk_size):
-            chunk = effects[first : first + self.chunk_size]
-            names: list[str] = []
-            events: list[Any] = []
-            for effect in chunk:
-                customer = effect.customer_id
-                names += (keys.state(customer), keys.orders(customer), keys.items(customer))
-                # Times and totals as text: Redis stores them exactly as Python wrote them.
-                events.append(
-                    (
-                        effect.event_id,
-                        1 if effect.is_return else 0,
-                        repr(effect.occurred_at),
-                        effect.country,
-                        repr(effect.total),
-                        effect.skus,
-                        effect.units,
-                        effect.values if effect.is_return else (),  # only returns need values
-                    )
-                )
-            args = [json.dumps(events)]
-            await self._apply(keys=names, args=args, client=pipe)
-        return [reply == 1 for chunk in await self._execute(pipe) for reply in chunk]
-
-    async def record_segments(self, updates: Sequence[SegmentUpdate]) -> int:
-        return sum(await self.record_each(updates))
+        replies = await self._in_chunks(
+            self._apply, effects, keys_of, lambda chunk: [json.dumps(list(map(_apply_row, chunk)))]
+        )
+        return [reply == 1 for chunk in replies for reply in chunk]
 
     async def record_each(self, updates: Sequence[SegmentUpdate]) -> list[bool]:
-        if not updates:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for first in range(0, len(updates), self.chunk_size):
-            chunk = updates[first : first + self.chunk_size]
-            names: list[str] = []
-            rows: list[Any] = []
-            for update in chunk:
-                customer = update.customer_id
-                names += (self.keys.state(customer), self.keys.history(customer))
-                rows.append(
-                    (
-                        update.segment,
-                        update.previous_segment or "",
-                        repr(update.since),
-                        update.model_version,
-                        update.sequence,
-                        update.history_entry,
-                        *(("", "", "") if update.rfm is None else map(repr, update.rfm)),
-                    )
-                )
-            await self._record(keys=names, args=[self.max_history, json.dumps(rows)], client=pipe)
-        return [reply == 1 for chunk in await self._execute(pipe) for reply in chunk]
+        keys = self.keys
+        replies = await self._in_chunks(
+            self._record,
+            updates,
+            lambda update: (keys.state(update.customer_id), keys.history(update.customer_id)),
+            lambda chunk: [self.max_history, json.dumps(list(map(_record_row, chunk)))],
+        )
+        return [reply == 1 for chunk in replies for reply in chunk]
 
     async def mark_announced(self, customer_ids: Sequence[str]) -> None:
-        if not customer_ids:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for first in range(0, len(customer_ids), self.chunk_size):
-            chunk = customer_ids[first : first + self.chunk_size]
-            await self._mark_announced(keys=[self.keys.state(c) for c in chunk], client=pipe)
-        await self._execute(pipe)
+        await self._in_chunks(self._mark_announced, customer_ids, self._state_key)
 
     async def last_changes(self, customer_ids: Sequence[str]) -> list[str | None]:
         if not customer_ids:
@@ -276,18 +263,14 @@ class RedisStore:
         await self._execute(pipe)
 
     async def load(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
-        if not customer_ids:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for first in range(0, len(customer_ids), self.chunk_size):
-            chunk = customer_ids[first : first + self.chunk_size]
-            await self._load(
-                keys=[self.keys.state(customer) for customer in chunk], args=_FIELDS, client=pipe
-            )
-        replies = [reply for chunk in await self._execute(pipe) for reply in chunk]
+        replies = await self._in_chunks(
+            self._load, customer_ids, self._state_key, lambda chunk: _FIELDS
+        )
         return [
             _from_row(customer, reply) if any(value is not None for value in reply) else None
-            for customer, reply in zip(customer_ids, replies, strict=True)
+            for customer, reply in zip(
+                customer_ids, (reply for chunk in replies for reply in chunk), strict=True
+            )
         ]
 
     async def schedule(self, due: Mapping[str, float]) -> None:
@@ -331,6 +314,30 @@ class RedisStore:
     async def history(self, customer_id: str) -> list[str]:
         entries: list[str] = await _call(self.client.lrange(self.keys.history(customer_id), 0, -1))
         return entries
+
+    def _state_key(self, customer_id: str) -> tuple[str]:
+        return (self.keys.state(customer_id),)
+
+    async def _in_chunks(
+        self,
+        script: Any,
+        items: Sequence[T],
+        keys_of: Callable[[T], Sequence[str]],
+        args_of: Callable[[Sequence[T]], Sequence[Any]] = lambda chunk: (),
+    ) -> list[Any]:
+        """Run ``script`` once per chunk of ``items``, all in one round trip.
+
+        ``keys_of`` gives each item's keys, ``args_of`` a chunk's arguments. Returns the
+        script's replies, one per chunk.
+        """
+        if not items:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for first in range(0, len(items), self.chunk_size):
+            chunk = items[first : first + self.chunk_size]
+            keys = [key for item in chunk for key in keys_of(item)]
+            await script(keys=keys, args=args_of(chunk), client=pipe)
+        return await self._execute(pipe)
 
     async def _execute(self, pipe: Any) -> list[Any]:
         try:

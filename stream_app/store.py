@@ -36,15 +36,9 @@ class CustomerStore(Protocol):
         """
         ...
 
-    async def record_segments(self, updates: Sequence[SegmentUpdate]) -> int:
-        """Store new segments; skip an update whose ``previous_segment`` is stale.
-
-        Returns the number stored.
-        """
-        ...
-
     async def record_each(self, updates: Sequence[SegmentUpdate]) -> list[bool]:
-        """As :meth:`record_segments`, saying for each update whether it was stored.
+        """Store new segments, skipping an update whose ``previous_segment`` or sequence is
+        stale; say for each update whether it was stored.
 
         A stored change is marked unannounced until :meth:`mark_announced`.
         """
@@ -134,9 +128,6 @@ class MemoryStore:
             self._states[effect.customer_id] = after
             results.append(applied)
         return results
-
-    async def record_segments(self, updates: Sequence[SegmentUpdate]) -> int:
-        return sum(await self.record_each(updates))
 
     async def mark_announced(self, customer_ids: Sequence[str]) -> None:
         for customer in customer_ids:

@@ -148,9 +148,9 @@ async def test_any_order_and_duplicates_give_the_same_state(store: Store) -> Non
 async def test_segments_are_compare_and_set(store: Store) -> None:
     await store.apply([purchase("1", 3, ("A", 2, 1.5))])
     first = SegmentUpdate("c1", "new", None, at(3), "v1", 1, '{"segment": "new"}')
-    assert await store.record_segments([first]) == 1
+    assert await store.record_each([first]) == [True]
     stale = SegmentUpdate("c1", "loyal", None, at(4), "v1", 2, '{"segment": "loyal"}')
-    assert await store.record_segments([stale]) == 0
+    assert await store.record_each([stale]) == [False]
     state = await store.get("c1")
     assert state is not None
     assert (state.segment, state.sequence, state.model_version) == ("new", 1, "v1")
