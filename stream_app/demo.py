@@ -131,8 +131,7 @@ async def _replay_and_watch(
     before = reasons["recency"]
     echo(f"      {LATER_DAYS} days pass without orders: rfm clock advance --to {later:%Y-%m-%d}")
     await publish_clock_event(settings, later)
-    store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
-    try:
+    async with RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix) as store:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             clock = await store.clock()
@@ -140,8 +139,6 @@ async def _replay_and_watch(
             if caught_up and await store.due_count(later.timestamp()) == 0:
                 break
             await asyncio.sleep(0.5)
-    finally:
-        await store.close()
     await asyncio.sleep(1.5)  # the decay step publishes, then the watcher reads
     echo(f"      {reasons['recency'] - before:,} customers moved with time passing (recency)")
     watcher.cancel()
@@ -153,13 +150,10 @@ async def _replay_and_watch(
 async def _summarise(
     settings: Settings, batch: pd.DataFrame, t_ref: datetime, output: Path, echo: Echo
 ) -> bool:
-    store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
-    try:
+    async with RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix) as store:
         counts = await segment_counts(store)
         model = load_model(settings.model_dir)
         stream = await export_frame(store, t_ref.timestamp(), model)
-    finally:
-        await store.close()
     total = sum(counts.values())
     echo(f"      {'segment':<18} {'customers':>9} {'share':>7}   action")
     actions = {str(s["name"]): str(s.get("action", "")) for s in model.card.get("segments", [])}

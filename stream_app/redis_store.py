@@ -140,13 +140,22 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "rfm") -> RedisStore:
-        """Connect to the Redis at ``url`` (a ``redis://`` DSN)."""
+        """Connect to the Redis at ``url`` (a ``redis://`` DSN).
+
+        Use it as ``async with RedisStore.from_url(...) as store:`` to close it after use.
+        """
         client = aioredis.Redis.from_url(url, decode_responses=True)
         return cls(client, Keys(prefix))
 
     async def close(self) -> None:
         """Close the connection pool."""
         await self.client.aclose()
+
+    async def __aenter__(self) -> RedisStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     async def ping(self) -> None:
         """Check that Redis answers."""

@@ -36,12 +36,9 @@ T = TypeVar("T")
 
 def _with_store(settings: Settings, work: Callable[[RedisStore], Awaitable[T]]) -> T:
     async def run() -> T:
-        store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
-        try:
+        async with RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix) as store:
             await store.ping()
             return await work(store)
-        finally:
-            await store.close()
 
     return asyncio.run(run())
 

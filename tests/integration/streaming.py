@@ -8,10 +8,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -22,6 +23,8 @@ from stream_app.redis_store import RedisStore
 from stream_app.replay import publish_events, wait_until_processed
 from stream_app.settings import Settings
 from stream_app.state import CustomerState
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -77,47 +80,38 @@ def replay(settings: Settings, events: list[tuple[bytes, bytes]], timeout_s: flo
     asyncio.run(run())
 
 
-def export(settings: Settings, t_ref: float, model: object | None) -> pd.DataFrame:
-    """The ``rfm export`` frame of the settings' state."""
+def on_store(settings: Settings, work: Callable[[RedisStore], Awaitable[T]]) -> T:
+    """Run ``work`` on the settings' store and return its result."""
 
-    async def run() -> pd.DataFrame:
-        store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
-        try:
-            return await export_frame(store, t_ref, model)  # type: ignore[arg-type]
-        finally:
-            await store.close()
+    async def run() -> T:
+        async with RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix) as store:
+            return await work(store)
 
     return asyncio.run(run())
+
+
+def export(settings: Settings, t_ref: float, model: object | None) -> pd.DataFrame:
+    """The ``rfm export`` frame of the settings' state."""
+    return on_store(settings, lambda store: export_frame(store, t_ref, model))  # type: ignore[arg-type]
 
 
 def full_states(settings: Settings) -> dict[str, CustomerState]:
     """Every customer's whole state (items and applied event ids included)."""
 
-    async def run() -> dict[str, CustomerState]:
-        store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
-        try:
-            ids = [state.customer_id async for batch in store.scan() for state in batch]
-            states = {}
-            for customer in ids:
-                state = await store.get(customer)
-                assert state is not None
-                states[customer] = state
-            return states
-        finally:
-            await store.close()
+    async def read(store: RedisStore) -> dict[str, CustomerState]:
+        ids = [state.customer_id async for batch in store.scan() for state in batch]
+        states = {}
+        for customer in ids:
+            state = await store.get(customer)
+            assert state is not None
+            states[customer] = state
+        return states
 
-    return asyncio.run(run())
+    return on_store(settings, read)
 
 
 def counters(settings: Settings) -> dict[str, int]:
-    async def run() -> dict[str, int]:
-        store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
-        try:
-            return await store.counters()
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
+    return on_store(settings, lambda store: store.counters())
 
 
 def read_topic(settings: Settings, topic: str, idle_s: float = 3.0) -> list[tuple[bytes, bytes]]:

@@ -33,6 +33,7 @@ from tests.integration.streaming import (
     export,
     full_states,
     last_changes,
+    on_store,
     replay,
     running_worker,
     wait_for,
@@ -45,14 +46,10 @@ LATER = datetime(2012, 6, 1, tzinfo=UTC)
 
 
 def clock_and_due(settings: Settings, until: float) -> tuple[float | None, int]:
-    async def run() -> tuple[float | None, int]:
-        store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
-        try:
-            return await store.clock(), await store.due_count(until)
-        finally:
-            await store.close()
+    async def read(store: RedisStore) -> tuple[float | None, int]:
+        return await store.clock(), await store.due_count(until)
 
-    return asyncio.run(run())
+    return on_store(settings, read)
 
 
 @pytest.fixture(scope="module")
@@ -182,14 +179,7 @@ def test_shuffled_replay_and_bootstrap_give_the_same_state(
 
     booted = settings.model_copy(update={"key_prefix": settings.key_prefix + "b"})
 
-    async def load() -> None:
-        store = RedisStore.from_url(booted.redis_url, prefix=booted.key_prefix)
-        try:
-            await load_history(store, uci_path)
-        finally:
-            await store.close()
-
-    asyncio.run(load())
+    on_store(booted, lambda store: load_history(store, uci_path))
     assert_same_states(full_states(booted), expected_states)
 
 

@@ -86,11 +86,8 @@ async def store(
         yield MemoryStore()
         return
     url: str = request.getfixturevalue("private_redis_url")
-    redis_store = RedisStore.from_url(url, prefix=f"t{uuid.uuid4().hex[:8]}")
-    try:
+    async with RedisStore.from_url(url, prefix=f"t{uuid.uuid4().hex[:8]}") as redis_store:
         yield redis_store
-    finally:
-        await redis_store.close()
 
 
 @pytest.fixture
