@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-
 from stream_app.events import ClockEvent
-from stream_app.exceptions import BrokerUnavailableError
-from stream_app.kafka_admin import ensure_stream_topics
+from stream_app.kafka_admin import stream_producer
 from stream_app.settings import Settings
 
 __all__ = ["publish_clock_event"]
@@ -21,17 +17,8 @@ async def publish_clock_event(settings: Settings, moment: datetime) -> None:
     The clock is shared by all workers (it lives in Redis), so one partition is enough: the
     worker that reads it moves the clock, and every worker's decay step sees the new time.
     """
-    await ensure_stream_topics(settings)
     event = ClockEvent(kind="clock", occurred_at=moment)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    try:
-        await producer.start()
+    async with stream_producer(settings) as producer:
         await producer.send_and_wait(
             settings.orders_topic, event.model_dump_json().encode(), key=b"clock", partition=0
         )
-    except KafkaError as exc:
-        raise BrokerUnavailableError(
-            f"cannot publish to {settings.kafka_bootstrap}: {exc}"
-        ) from exc
-    finally:
-        await producer.stop()

@@ -1,17 +1,20 @@
-"""Small Kafka chores shared by the tools: create topics, read a group's committed offsets."""
+"""Small Kafka chores shared by the tools: create topics, publish to them, read a group's
+committed offsets."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from stream_app.exceptions import BrokerUnavailableError
 from stream_app.settings import Settings
 
-__all__ = ["committed_offsets", "ensure_stream_topics", "ensure_topics"]
+__all__ = ["committed_offsets", "ensure_stream_topics", "ensure_topics", "stream_producer"]
 
 _TOPIC_ALREADY_EXISTS = 36
 
@@ -41,6 +44,26 @@ async def ensure_stream_topics(settings: Settings) -> None:
         [settings.orders_topic, settings.changes_topic, settings.dlq_topic],
         settings.topic_partitions,
     )
+
+
+@asynccontextmanager
+async def stream_producer(settings: Settings, **options: Any) -> AsyncIterator[AIOKafkaProducer]:
+    """A started producer (``acks="all"`` plus ``options``) for the stream's topics.
+
+    The topics are created first if missing; the producer is stopped on exit, and Kafka
+    errors inside the block become :class:`BrokerUnavailableError`.
+    """
+    await ensure_stream_topics(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", **options)
+    try:
+        await producer.start()
+        yield producer
+    except KafkaError as exc:
+        raise BrokerUnavailableError(
+            f"cannot publish to {settings.kafka_bootstrap}: {exc}"
+        ) from exc
+    finally:
+        await producer.stop()
 
 
 async def committed_offsets(

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import TopicPartition
 
 from model_training.cleaning import attributable_lines, inconsistent_quantity, return_mask
 from model_training.loading import load_transactions
-from stream_app.exceptions import BrokerUnavailableError, ReplayTimeoutError
-from stream_app.kafka_admin import committed_offsets, ensure_stream_topics
+from stream_app.exceptions import ReplayTimeoutError
+from stream_app.kafka_admin import committed_offsets, stream_producer
 from stream_app.settings import Settings
 
 __all__ = ["ReplayPlan", "build_events", "plan_replay", "publish_events", "wait_until_processed"]
@@ -107,17 +106,10 @@ async def publish_events(
     With ``rate`` (events per second) the events are paced; otherwise they go as fast as the
     broker takes them, batched by the producer.
     """
-    await ensure_stream_topics(settings)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        acks="all",
-        linger_ms=5,
-        max_batch_size=256 * 1024,
-        enable_idempotence=False,
-    )
     ends: dict[TopicPartition, int] = {}
-    try:
-        await producer.start()
+    async with stream_producer(
+        settings, linger_ms=5, max_batch_size=256 * 1024, enable_idempotence=False
+    ) as producer:
         started = time.monotonic()
         for first in range(0, len(events), chunk):
             block = events[first : first + chunk]
@@ -138,12 +130,6 @@ async def publish_events(
                 ends[partition] = max(ends.get(partition, 0), metadata.offset + 1)
             if on_progress is not None:
                 on_progress(len(block))
-    except KafkaError as exc:
-        raise BrokerUnavailableError(
-            f"cannot publish to {settings.kafka_bootstrap}: {exc}"
-        ) from exc
-    finally:
-        await producer.stop()
     return ends
 
 
