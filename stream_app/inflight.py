@@ -64,7 +64,7 @@ class InOrder(Generic[T]):
         self._on_error = on_error
         self._queue: asyncio.Queue[tuple[T, Callable[[], None]]] = asyncio.Queue(depth)
         self._task: asyncio.Task[None] | None = None
-        self.error: BaseException | None = None
+        self._error: BaseException | None = None
 
     async def submit(self, batch: T, done: Callable[[], None]) -> None:
         """Queue ``batch``; ``done()`` runs once its work has returned."""
@@ -78,29 +78,22 @@ class InOrder(Generic[T]):
         await self._queue.join()
         self._raise_if_failed()
 
-    async def close(self) -> None:
-        """Stop the background task; batches not done stay unacknowledged."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
     def _raise_if_failed(self) -> None:
-        if self.error is not None:
+        if self._error is not None:
             raise RuntimeError("an earlier batch failed; nothing after it was acknowledged") from (
-                self.error
+                self._error
             )
 
     async def _run(self) -> None:
         while True:
             batch, done = await self._queue.get()
             try:
-                if self.error is None:
+                if self._error is None:
                     await self._work(batch)
                     done()
             except Exception as exc:
                 log.exception("processing a batch failed; it and later ones stay unacknowledged")
-                self.error = exc
+                self._error = exc
                 if self._on_error is not None:
                     await self._on_error(exc)
             finally:

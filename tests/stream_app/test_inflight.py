@@ -69,18 +69,3 @@ async def test_a_failed_batch_and_every_later_one_stay_unacknowledged() -> None:
     with pytest.raises(RuntimeError):
         await batches.submit(4, lambda: done.append(4))
     assert done == [1]
-
-
-async def test_close_leaves_the_batch_in_work_unacknowledged() -> None:
-    done: list[int] = []
-    started = asyncio.Event()
-
-    async def work(batch: int) -> None:
-        started.set()
-        await asyncio.sleep(3600)
-
-    batches: InOrder[int] = InOrder(work)
-    await batches.submit(1, lambda: done.append(1))
-    await started.wait()
-    await batches.close()
-    assert done == []
