@@ -9,8 +9,8 @@ from typing import Any
 
 import faust
 
+from stream_app.kafka.worker import faust_options, raw_topic, shorten_fetch_wait
 from stream_app.settings import Settings
-from stream_app.worker import faust_options, raw_topic, shorten_fetch_wait
 
 
 def main() -> None:

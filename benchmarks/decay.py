@@ -20,15 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from model_training.artifact import load_model
+from model_training.data.synth import generate_transactions, write_transactions
+from model_training.model.artifact import load_model
 from model_training.pipeline import train
-from model_training.synth import generate_transactions, write_transactions
-from stream_app.events import DeadLetter, SegmentChange
-from stream_app.processor import BatchProcessor
-from stream_app.redis_store import RedisStore
-from stream_app.scoring import next_change_times, rfm_matrix
-from stream_app.stack import LocalStack
-from stream_app.state import CustomerState
+from stream_app.core.events import DeadLetter, SegmentChange
+from stream_app.core.scoring import next_change_times, rfm_matrix
+from stream_app.core.state import CustomerState
+from stream_app.devtools.stack import LocalStack
+from stream_app.service.processor import BatchProcessor
+from stream_app.store.redis_store import RedisStore
 
 DAY = 86_400.0
 NOW = datetime(2011, 12, 10, tzinfo=UTC).timestamp()

@@ -25,10 +25,10 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from model_training.artifact import LoadedModel
-from model_training.features import rfm_matrix
-from model_training.retrain import RetrainResult, retrain
-from model_training.segmenter import RFMSegmenter
+from model_training.model.artifact import LoadedModel
+from model_training.model.features import rfm_matrix
+from model_training.model.refit import RetrainResult, retrain
+from model_training.model.segmenter import RFMSegmenter
 
 __all__ = ["main", "synthetic_rfm"]
 

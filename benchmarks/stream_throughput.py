@@ -29,11 +29,11 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from model_training.pipeline import train
-from stream_app.events import SegmentChange
-from stream_app.kafka_admin import ensure_stream_topics
-from stream_app.replay import plan_replay, publish_events, wait_until_processed
+from stream_app.core.events import SegmentChange
+from stream_app.devtools.stack import LocalStack
+from stream_app.kafka.admin import ensure_stream_topics
+from stream_app.kafka.replay import plan_replay, publish_events, wait_until_processed
 from stream_app.settings import Settings
-from stream_app.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parents[1]
 

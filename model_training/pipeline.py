@@ -22,17 +22,18 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn.decomposition import PCA
 
-from model_training import exploration, report
-from model_training.artifact import library_versions, make_version, save_model
-from model_training.cleaning import clean_transactions
+from model_training import report
+from model_training.data import exploration
+from model_training.data.cleaning import clean_transactions
+from model_training.data.loading import load_transactions
+from model_training.data.rfm import compute_rfm, default_reference_time
 from model_training.exceptions import ModelTrainingError
-from model_training.features import FEATURES, TRIM_QUANTILE, rfm_matrix
-from model_training.loading import load_transactions
-from model_training.naming import SEGMENT_NAMES, action_for
-from model_training.rfm import compute_rfm, default_reference_time
-from model_training.seed import SeedResult, fit_seed
-from model_training.segmenter import RFMSegmenter
-from model_training.selection import DEFAULT_K, best_row, compare_methods, fit_space
+from model_training.model.artifact import library_versions, make_version, save_model
+from model_training.model.features import FEATURES, TRIM_QUANTILE, rfm_matrix
+from model_training.model.naming import SEGMENT_NAMES, action_for
+from model_training.model.seed import SeedResult, fit_seed
+from model_training.model.segmenter import RFMSegmenter
+from model_training.model.selection import DEFAULT_K, best_row, compare_methods, fit_space
 
 __all__ = [
     "MIN_CUSTOMERS",
@@ -153,7 +154,7 @@ def fit_segmenter(
         One row per customer with columns ``recency_days``, ``frequency``, ``monetary``.
     method
         ``"auto"``: KMeans, GaussianMixture and Ward agglomerative clustering for each k,
-        best silhouette wins. ``"seed"``: the reference recipe (:mod:`model_training.seed`).
+        best silhouette wins. ``"seed"``: the reference recipe (:mod:`model_training.model.seed`).
     k_values
         Numbers of segments to try (default 4..8 for ``auto``, 2..11 for ``seed``).
     random_state

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.projections.polar import PolarAxes
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
-from model_training.exploration import Exploration
+from model_training.data.exploration import Exploration
 
 __all__ = ["COMPARISON_COLUMNS", "SEGMENT_COLUMNS", "write_report"]
 

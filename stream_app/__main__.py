@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from stream_app.cli import main
+from stream_app.cli.main import main
 
 main()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from model_training.loading import SOURCE_COLUMNS, normalise_frame
+from model_training.data.loading import SOURCE_COLUMNS, normalise_frame
 
 #: One transaction line as written in the file: InvoiceNo, StockCode, Description, Quantity,
 #: InvoiceDate, UnitPrice, CustomerID, Country (text; ``None`` for an empty cell).

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from stream_app.devtools.stack import LocalStack, StackInfo, find_redis_server, find_tansu
 from stream_app.exceptions import StackError
 from stream_app.settings import Settings
-from stream_app.stack import LocalStack, StackInfo, find_redis_server, find_tansu
 
 _HERE = Path(__file__).parent
 

@@ -17,12 +17,12 @@ from typing import TypeVar
 import pandas as pd
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream_app.events import SegmentChange
-from stream_app.export import export_frame
-from stream_app.redis_store import RedisStore
-from stream_app.replay import publish_events, wait_until_processed
+from stream_app.core.events import SegmentChange
+from stream_app.core.state import CustomerState
+from stream_app.kafka.replay import publish_events, wait_until_processed
+from stream_app.service.export import export_frame
 from stream_app.settings import Settings
-from stream_app.state import CustomerState
+from stream_app.store.redis_store import RedisStore
 
 T = TypeVar("T")
 

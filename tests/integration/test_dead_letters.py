@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stream_app.events import DeadLetter
+from stream_app.core.events import DeadLetter
 from stream_app.settings import Settings
 from tests.integration.streaming import counters, full_states, read_topic, replay, running_worker
 

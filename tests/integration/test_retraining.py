@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 import redis
 
-from model_training.loading import load_transactions
+from model_training.data.loading import load_transactions
+from model_training.data.synth import generate_transactions, write_transactions
 from model_training.pipeline import train
-from model_training.synth import generate_transactions, write_transactions
-from stream_app.names import Keys
-from stream_app.registry import ModelRegistry
-from stream_app.replay import build_events
+from stream_app.kafka.replay import build_events
 from stream_app.settings import Settings
+from stream_app.store.keys import Keys
+from stream_app.store.registry import ModelRegistry
 from tests.integration.streaming import (
     full_states,
     last_changes,

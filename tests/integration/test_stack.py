@@ -21,9 +21,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from click.testing import CliRunner
 
-from stream_app import stack as local_stack
-from stream_app.cli import cli
-from stream_app.stack import LocalStack, ProcessInfo, StackInfo
+from stream_app.cli.main import cli
+from stream_app.devtools import stack as local_stack
+from stream_app.devtools.stack import LocalStack, ProcessInfo, StackInfo
 
 if TYPE_CHECKING:  # fixtures come from pytest; the import is for the annotation only
     from tests.integration.conftest import UniqueNames

@@ -19,15 +19,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model_training.artifact import LoadedModel, load_model
-from model_training.loading import load_transactions
+from model_training.data.loading import load_transactions
+from model_training.model.artifact import LoadedModel, load_model
 from model_training.pipeline import train
-from stream_app.bootstrap import bootstrap_states, load_history
-from stream_app.clock_events import publish_clock_event
-from stream_app.redis_store import RedisStore
-from stream_app.replay import ReplayPlan, build_events
+from stream_app.core.state import CustomerState
+from stream_app.kafka.clock_events import publish_clock_event
+from stream_app.kafka.replay import ReplayPlan, build_events
+from stream_app.service.bootstrap import bootstrap_states, load_history
 from stream_app.settings import Settings
-from stream_app.state import CustomerState
+from stream_app.store.redis_store import RedisStore
 from tests.integration.streaming import (
     counters,
     export,
@@ -197,7 +197,7 @@ def test_worker_stopped_mid_replay_recovers_exactly(
     log = tmp_path / "worker.log"
     total = len(plan.events)
     with running_worker(settings, log) as worker:
-        from stream_app.replay import publish_events
+        from stream_app.kafka.replay import publish_events
 
         targets = asyncio.run(publish_events(settings, plan.events))
         wait_for(
@@ -214,7 +214,7 @@ def test_worker_stopped_mid_replay_recovers_exactly(
     assert processed_before_stop < total, "the worker finished before it could be stopped"
 
     with running_worker(settings, log):
-        from stream_app.replay import wait_until_processed
+        from stream_app.kafka.replay import wait_until_processed
 
         asyncio.run(wait_until_processed(settings, targets, timeout_s=180))
 

@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from model_training.artifact import load_model
-from model_training.cli import train as train_command
-from model_training.naming import SEGMENT_NAMES
+from model_training.cli.train import train as train_command
+from model_training.model.artifact import load_model
+from model_training.model.naming import SEGMENT_NAMES
+from model_training.model.selection import COMPARISON_COLUMNS
 from model_training.pipeline import SEGMENT_COLUMNS, fit_segmenter, train
-from model_training.selection import COMPARISON_COLUMNS
 
 HEADER = [
     "InvoiceNo",

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from stream_app.names import Keys
-from stream_app.redis_store import RedisStore
-from stream_app.store import MemoryStore
+from stream_app.store.keys import Keys
+from stream_app.store.memory import MemoryStore
+from stream_app.store.redis_store import RedisStore
 
 
 def _free_port() -> int:

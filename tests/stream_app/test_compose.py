@@ -17,7 +17,7 @@ from typing import Any
 import click
 import pytest
 
-from stream_app.cli import cli
+from stream_app.cli.main import cli
 from stream_app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

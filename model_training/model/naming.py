@@ -1,0 +1,180 @@
+"""Human names for segments, derived from their RFM profile. Pure: no I/O.
+
+Rules
+-----
+1. **Scores.** For each segment, its mean recency, frequency and monetary are placed in the
+   population's distribution (the customers the model was fitted on) as mid-ranks in [0, 1]:
+   the share of customers strictly below plus half the share equal. Recency is reversed so
+   that 1 always means *better* (more recent, more frequent, more spent).
+2. **Prototypes.** Each name of the fixed vocabulary :data:`SEGMENT_NAMES` has a prototype
+   score triple ``(R, F, M)`` (:data:`PROTOTYPES`), the classic RFM grid:
+
+   ====================  ====  ====  ====  ============================================
+   name                   R     F     M    meaning
+   ====================  ====  ====  ====  ============================================
+   champions             0.90  0.90  0.90  bought recently, often, and spent the most
+   loyal                 0.65  0.80  0.80  buy often and spend well, less recently
+   potential_loyalist    0.80  0.55  0.55  recent, average frequency and spend
+   new                   0.90  0.15  0.15  very recent first purchases, little history
+   promising             0.75  0.30  0.30  recent, below-average frequency and spend
+   needs_attention       0.50  0.50  0.50  average on every axis
+   about_to_sleep        0.35  0.30  0.30  below average and fading
+   at_risk               0.20  0.65  0.65  used to buy often and spend well, not lately
+   cant_lose_them        0.08  0.90  0.90  were among the best, gone for a long time
+   hibernating           0.25  0.20  0.20  long ago, little and seldom
+   lost                  0.05  0.05  0.05  longest ago, least frequent, least spent
+   ====================  ====  ====  ====  ============================================
+
+3. **Assignment.** Segments get distinct names by a minimum-cost one-to-one assignment
+   (Hungarian algorithm) on the squared Euclidean distance between score and prototype.
+   Distinct names are guaranteed for up to 11 segments; a model with more segments is refused.
+   The assignment depends only on the profiles, so it is deterministic, and a retrained model
+   with similar segments gets the same names (what the stream needs to keep names stable).
+
+Each name has a recommended marketing action, :data:`ACTIONS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment
+
+__all__ = [
+    "ACTIONS",
+    "PROTOTYPES",
+    "SEGMENT_NAMES",
+    "action_for",
+    "name_segments",
+    "segment_scores",
+]
+
+PROTOTYPES: dict[str, tuple[float, float, float]] = {
+    "champions": (0.90, 0.90, 0.90),
+    "loyal": (0.65, 0.80, 0.80),
+    "potential_loyalist": (0.80, 0.55, 0.55),
+    "new": (0.90, 0.15, 0.15),
+    "promising": (0.75, 0.30, 0.30),
+    "needs_attention": (0.50, 0.50, 0.50),
+    "about_to_sleep": (0.35, 0.30, 0.30),
+    "at_risk": (0.20, 0.65, 0.65),
+    "cant_lose_them": (0.08, 0.90, 0.90),
+    "hibernating": (0.25, 0.20, 0.20),
+    "lost": (0.05, 0.05, 0.05),
+}
+
+#: The fixed vocabulary, in order of preference when costs tie.
+SEGMENT_NAMES: tuple[str, ...] = tuple(PROTOTYPES)
+
+ACTIONS: dict[str, str] = {
+    "champions": "Reward them: early access, loyalty perks, ask for reviews and referrals.",
+    "loyal": "Upsell higher-value ranges; invite to the loyalty programme.",
+    "potential_loyalist": "Offer membership or a bundle to make buying a habit.",
+    "new": "Onboard: welcome series, best-sellers, a second-order incentive.",
+    "promising": "Build the relationship: recommendations and a limited-time offer.",
+    "needs_attention": "Re-engage with personalised picks and a time-limited offer.",
+    "about_to_sleep": "Reactivate with popular products and a small discount.",
+    "at_risk": "Win back now: personal outreach, strong offer, ask what went wrong.",
+    "cant_lose_them": "Top-priority win-back: account manager call, best offer, new range.",
+    "hibernating": "Low-cost reminder campaigns; recommend seasonal items.",
+    "lost": "Last-chance campaign only; otherwise stop spending on them.",
+}
+
+
+def segment_scores(
+    profiles: npt.ArrayLike,
+    population: npt.ArrayLike,
+) -> npt.NDArray[np.float64]:
+    """Place segment profiles in the population as mid-rank scores (1 = better).
+
+    Parameters
+    ----------
+    profiles
+        Shape ``(k, 3)``: each segment's mean ``recency_days, frequency, monetary``.
+    population
+        Shape ``(n, 3)``: the customers' ``recency_days, frequency, monetary``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(k, 3)``, values in [0, 1]; recency reversed so 1 means most recent.
+
+    Examples
+    --------
+    >>> population = [[1, 1, 10], [10, 2, 20], [100, 3, 30], [200, 4, 40]]
+    >>> segment_scores([[10, 2, 20]], population).tolist()
+    [[0.625, 0.375, 0.375]]
+    """
+    prof = np.asarray(profiles, dtype=np.float64)
+    pop = np.asarray(population, dtype=np.float64)
+    if prof.ndim != 2 or pop.ndim != 2 or prof.shape[1] != 3 or pop.shape[1] != 3:
+        raise ValueError("profiles and population need 3 columns: recency, frequency, monetary")
+    if pop.shape[0] == 0:
+        raise ValueError("the population is empty")
+    scores = np.empty_like(prof)
+    for column in range(3):
+        ordered = np.sort(pop[:, column])
+        below = np.searchsorted(ordered, prof[:, column], side="left")
+        at_or_below = np.searchsorted(ordered, prof[:, column], side="right")
+        scores[:, column] = (below + at_or_below) / (2.0 * ordered.size)
+    scores[:, 0] = 1.0 - scores[:, 0]
+    return scores
+
+
+def name_segments(
+    profiles: npt.ArrayLike,
+    population: npt.ArrayLike,
+    *,
+    taken: Collection[str] = (),
+) -> list[str]:
+    """Name each segment from its profile; names are distinct within the model.
+
+    Parameters
+    ----------
+    profiles
+        Shape ``(k, 3)``, row ``i`` the mean RFM of segment ``i``; ``1 <= k <= 11``.
+    population
+        Shape ``(n, 3)``, the customers' RFM the scores are relative to.
+    taken
+        Names already used by other segments of the same model (segments that kept their
+        name across a retrain, :mod:`model_training.model.stability`): left out of the vocabulary.
+
+    Returns
+    -------
+    list of str
+        ``names[i]`` is the name of segment ``i``, from :data:`SEGMENT_NAMES`.
+
+    Examples
+    --------
+    >>> population = [[r, f, m] for r, f, m in zip(range(0, 300, 3), range(1, 101), range(100))]
+    >>> name_segments([[5, 95, 95], [290, 3, 3]], population)
+    ['champions', 'lost']
+    """
+    scores = segment_scores(profiles, population)
+    free = [name for name in SEGMENT_NAMES if name not in set(taken)]
+    if scores.shape[0] > len(free):
+        raise ValueError(
+            f"{scores.shape[0]} segments but only {len(free)} free names of "
+            f"{len(SEGMENT_NAMES)}; use at most 11 segments in all"
+        )
+    prototypes = np.array([PROTOTYPES[name] for name in free], dtype=np.float64)
+    cost = ((scores[:, None, :] - prototypes[None, :, :]) ** 2).sum(axis=2)
+    rows, cols = linear_sum_assignment(cost)
+    names = [""] * scores.shape[0]
+    for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
+        names[row] = free[col]
+    return names
+
+
+def action_for(name: str) -> str:
+    """Return the recommended marketing action for a segment name.
+
+    >>> action_for("lost")
+    'Last-chance campaign only; otherwise stop spending on them.'
+    """
+    try:
+        return ACTIONS[name]
+    except KeyError:
+        raise KeyError(f"unknown segment name {name!r}; expected one of {SEGMENT_NAMES}") from None

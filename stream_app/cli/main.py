@@ -1,0 +1,54 @@
+"""The ``rfm`` command."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from model_training.cli.synth import synth
+from model_training.cli.train import train
+from model_training.exceptions import RFMError
+from stream_app.cli import stream as stream_cli
+from stream_app.cli.models import models, retrain_command
+from stream_app.cli.stack import stack
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Real-time RFM customer segmentation."""
+
+
+cli.add_command(stack)
+cli.add_command(synth)
+cli.add_command(train)
+cli.add_command(models)
+cli.add_command(retrain_command)
+for command in (
+    stream_cli.worker,
+    stream_cli.replay,
+    stream_cli.bootstrap,
+    stream_cli.customer,
+    stream_cli.segments,
+    stream_cli.export,
+    stream_cli.watch,
+    stream_cli.schemas,
+    stream_cli.demo,
+    stream_cli.clock,
+):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Entry point of the ``rfm`` console script.
+
+    Errors the project raises on purpose (bad input, unreachable services) end with one
+    ``error: ...`` line and exit code 2, without a traceback.
+    """
+    try:
+        cli.main(prog_name="rfm")
+    except RFMError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,127 @@
+"""``rfm stack``: run a local broker (Tansu) and Redis without Docker.
+
+``eval "$(rfm stack up)"`` starts both and sets ``RFM_KAFKA_BOOTSTRAP`` and ``RFM_REDIS_URL``
+in the calling shell: only ``export`` lines go to stdout, every message goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import click
+
+from stream_app.devtools import stack as local_stack
+from stream_app.exceptions import StackError, StackNotFoundError
+
+__all__ = ["stack"]
+
+_DIR_OPTION = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=local_stack.DEFAULT_DIR,
+    show_default=True,
+    help="Directory holding stack.json, the logs and Redis's files.",
+)
+
+
+def _exports(info: local_stack.StackInfo) -> str:
+    return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in info.env().items())
+
+
+def _note(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.group()
+def stack() -> None:
+    """Run a Kafka-protocol broker (Tansu) and a Redis server on this machine."""
+
+
+@stack.command()
+@_DIR_OPTION
+@click.option("--kafka-port", type=click.IntRange(0, 65535), default=0, help="0: a free port.")
+@click.option("--redis-port", type=click.IntRange(0, 65535), default=0, help="0: a free port.")
+@click.option("--aof/--no-aof", default=False, help="Redis append-only file in --dir.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to answer.")
+def up(directory: Path, kafka_port: int, redis_port: int, aof: bool, timeout: float) -> None:
+    """Start the broker and Redis; print `export` lines for `eval "$(rfm stack up)"`.
+
+    Running it again while the stack runs prints the same lines and starts nothing.
+    """
+    try:
+        current = local_stack.status(directory)
+    except StackNotFoundError:
+        current = None
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if current is not None and current.up:
+        _note(f"stack already running in {directory}")
+        click.echo(_exports(current.info))
+        return
+    try:
+        info = local_stack.start(
+            directory,
+            kafka_port=kafka_port,
+            redis_port=redis_port,
+            aof=aof,
+            timeout=timeout,
+        )
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _note(f"broker  pid {info.kafka.pid:<7} {info.kafka_bootstrap:<28} log {info.kafka.log}")
+    _note(f"redis   pid {info.redis.pid:<7} {info.redis_url:<28} log {info.redis.log}")
+    _note(f"stop with: rfm stack down --dir {shlex.quote(str(directory))}")
+    click.echo(_exports(info))
+
+
+@stack.command()
+@_DIR_OPTION
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="SIGKILL after.")
+def down(directory: Path, timeout: float) -> None:
+    """Stop exactly the processes `rfm stack up` started in --dir."""
+    try:
+        info = local_stack.stop(directory, timeout=timeout)
+    except StackNotFoundError:
+        _note(f"no stack in {directory}: nothing to stop")
+        return
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _note(f"stopped broker (pid {info.kafka.pid}) and redis (pid {info.redis.pid})")
+
+
+@stack.command()
+@_DIR_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(directory: Path, as_json: bool) -> None:
+    """Tell whether the stack in --dir runs; exit 0 when both servers answer, else 1."""
+    try:
+        current = local_stack.status(directory)
+    except StackNotFoundError as exc:
+        if as_json:
+            click.echo(json.dumps({"up": False, "directory": str(directory)}))
+        else:
+            _note(str(exc))
+        raise SystemExit(1) from exc
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        document = current.info.to_json()
+        document["up"] = current.up
+        for proc in (current.kafka, current.redis):
+            entry = document["processes"][proc.info.name]
+            entry.update(running=proc.running, answering=proc.answering)
+        click.echo(json.dumps(document, indent=2))
+    else:
+        for proc, address in (
+            (current.kafka, current.info.kafka_bootstrap),
+            (current.redis, current.info.redis_url),
+        ):
+            state = "down"
+            if proc.running:
+                state = "up" if proc.answering else "running"  # running: not answering yet
+            click.echo(f"{proc.info.name:<6} {state:<8} pid {proc.info.pid:<7} {address}")
+    if not current.up:
+        raise SystemExit(1)

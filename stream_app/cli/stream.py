@@ -1,0 +1,342 @@
+"""``rfm`` subcommands of the stream: worker, replay, bootstrap, and reading the state."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+from model_training.exceptions import ModelArtifactError
+from stream_app.core.events import SegmentChange, write_json_schemas
+from stream_app.core.scoring import SegmentModel
+from stream_app.service.export import export_frame, segment_counts, write_export
+from stream_app.settings import Clock, Settings
+from stream_app.store.redis_store import RedisStore
+
+__all__ = [
+    "bootstrap",
+    "clock",
+    "customer",
+    "demo",
+    "export",
+    "replay",
+    "schemas",
+    "segments",
+    "watch",
+    "worker",
+]
+
+T = TypeVar("T")
+
+
+def _with_store(settings: Settings, work: Callable[[RedisStore], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix) as store:
+            await store.ping()
+            return await work(store)
+
+    return asyncio.run(run())
+
+
+async def _stream_now(settings: Settings, store: RedisStore) -> float | None:
+    """Now on the configured clock, as the workers see it (None before any event)."""
+    return time.time() if settings.clock is Clock.WALL else await store.clock()
+
+
+def _parse_time(value: str) -> float:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not an ISO date like 2011-12-10") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _format_time(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _load_model(settings: Settings) -> SegmentModel | None:
+    """The model the workers serve (the registry's current version), else RFM_MODEL_DIR's."""
+    import redis
+
+    from model_training.model.artifact import MODEL_FILE, load_model
+    from stream_app.store.keys import Keys
+    from stream_app.store.registry import ModelRegistry
+
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        current = ModelRegistry(settings.model_dir, client, Keys(settings.key_prefix))
+        model = current.load_current()
+        if model is not None:
+            return model
+        if (settings.model_dir / MODEL_FILE).exists():
+            return load_model(settings.model_dir)
+        return None
+    except ModelArtifactError as exc:
+        click.echo(f"warning: {exc}", err=True)
+        return None
+    finally:
+        client.close()
+
+
+@click.command()
+@click.option("--loglevel", default="info", show_default=True)
+def worker(loglevel: str) -> None:
+    """Run a stream worker (configured by the RFM_* environment variables)."""
+    from stream_app.kafka.worker import run_worker
+
+    run_worker(Settings(), loglevel=loglevel)
+
+
+@click.command()
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--rate", type=float, default=None, help="Events per second (default: as fast as possible)."
+)
+@click.option(
+    "--wait/--no-wait", default=False, help="Return once the workers processed everything."
+)
+@click.option(
+    "--timeout", type=float, default=600.0, show_default=True, help="Seconds --wait waits."
+)
+@click.option("--shuffle-seed", type=int, default=None, help="Publish in a random order (testing).")
+def replay(
+    input_path: Path, rate: float | None, wait: bool, timeout: float, shuffle_seed: int | None
+) -> None:
+    """Publish an Online Retail file as order events, one per invoice."""
+    from stream_app.kafka.replay import plan_replay, publish_events, wait_until_processed
+
+    settings = Settings()
+    click.echo(f"reading {input_path} ...", err=True)
+    plan = plan_replay(input_path, shuffle_seed=shuffle_seed)
+    dropped = ", ".join(
+        f"{name} {count:,}" for name, count in plan.counts.items() if name != "events"
+    )
+    click.echo(f"{len(plan.events):,} events to publish (dropped rows: {dropped})", err=True)
+    started = time.monotonic()
+    with click.progressbar(length=len(plan.events), label="publishing", file=None) as bar:
+        targets = asyncio.run(
+            publish_events(settings, plan.events, rate=rate, on_progress=bar.update)
+        )
+    click.echo(
+        f"published {len(plan.events):,} events in {time.monotonic() - started:.1f}s", err=True
+    )
+    if wait:
+        waited = asyncio.run(wait_until_processed(settings, targets, timeout_s=timeout))
+        click.echo(
+            f"the workers processed everything {waited:.1f}s after the last publish "
+            f"({time.monotonic() - started:.1f}s in all)",
+            err=True,
+        )
+
+
+@click.command()
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path))
+def bootstrap(input_path: Path) -> None:
+    """Load a history file straight into Redis, as replaying it would leave the state."""
+    from stream_app.service.bootstrap import load_history
+
+    settings = Settings()
+    started = time.monotonic()
+
+    async def work(store: RedisStore) -> int:
+        with click.progressbar(length=0, label="writing customers", file=None) as bar:
+
+            def progress(count: int) -> None:
+                bar.length = max(bar.length or 0, bar.pos + count)
+                bar.update(count)
+
+            states = await load_history(store, input_path, on_progress=progress)
+        return len(states)
+
+    count = _with_store(settings, work)
+    click.echo(f"loaded {count:,} customers in {time.monotonic() - started:.1f}s", err=True)
+
+
+@click.command()
+@click.argument("customer_id")
+@click.option("--history", is_flag=True, help="Also show the recent segment changes.")
+@click.option("--as-of", "as_of", default=None, help="Also show the segment at this past date.")
+def customer(customer_id: str, history: bool, as_of: str | None) -> None:
+    """Show one customer's RFM, segment and last order."""
+    settings = Settings()
+
+    async def work(store: RedisStore) -> None:
+        state = await store.get(customer_id)
+        if state is None:
+            raise click.ClickException(f"no customer {customer_id!r} in the state")
+        now = await _stream_now(settings, store)
+        click.echo(f"customer      {state.customer_id}")
+        if state.has_rfm and now is not None:
+            recency, frequency, monetary = state.rfm(now)
+            click.echo(f"recency       {recency} days (at {_format_time(now)})")
+            click.echo(f"frequency     {frequency} orders")
+            click.echo(f"monetary      {monetary:,.2f}")
+        else:
+            click.echo("rfm           none (no valid purchase yet)")
+        click.echo(
+            f"segment       {state.segment or '-'} since {_format_time(state.segment_since)}"
+        )
+        click.echo(f"model         {state.model_version or '-'}")
+        click.echo(
+            f"last order    {state.last_order or '-'} at {_format_time(state.last_purchase)}"
+        )
+        click.echo(f"first order   {_format_time(state.first_purchase)}")
+        click.echo(f"country       {state.country or '-'}")
+        entries = [SegmentChange.model_validate_json(e) for e in await store.history(customer_id)]
+        if as_of is not None:
+            moment = datetime.fromtimestamp(_parse_time(as_of), tz=UTC)
+            past = segment_as_of(entries, moment)
+            click.echo(f"as of {moment:%Y-%m-%d %H:%M}  {past or 'no segment yet'}")
+        if history:
+            click.echo("history (newest first):")
+            for change in entries:
+                click.echo(f"  {_describe(change)}")
+
+    _with_store(settings, work)
+
+
+@click.command()
+def segments() -> None:
+    """Count the customers in each segment."""
+    counts = _with_store(Settings(), segment_counts)
+    total = sum(counts.values())
+    click.echo(f"{'segment':<20} {'customers':>10} {'share':>7}")
+    for name, count in counts.most_common():
+        click.echo(f"{name:<20} {count:>10,} {count / total:>7.1%}")
+    click.echo(f"{'total':<20} {total:>10,}")
+
+
+@click.command()
+@click.option("--output", required=True, type=click.Path(path_type=Path))
+@click.option("--t-ref", "t_ref", default=None, help="Reference time (default: the stream clock).")
+def export(output: Path, t_ref: str | None) -> None:
+    """Write the current state in the rfm.csv format of `rfm train`."""
+    settings = Settings()
+    model = _load_model(settings)
+
+    async def work(store: RedisStore) -> int:
+        reference = _parse_time(t_ref) if t_ref else None
+        if reference is None:
+            reference = await _stream_now(settings, store)
+        if reference is None:
+            raise click.ClickException("the state is empty: nothing to export")
+        frame = await export_frame(store, reference, model)
+        write_export(frame, output)
+        return len(frame)
+
+    count = _with_store(settings, work)
+    click.echo(f"wrote {count:,} customers to {output}", err=True)
+
+
+def segment_as_of(history: list[SegmentChange], moment: datetime) -> str | None:
+    """The segment a customer was in at ``moment``, from their history (newest first).
+
+    None when the history holds no change at or before ``moment`` (the customer had no
+    segment yet, or the change is older than the bounded history keeps).
+    """
+    for change in history:
+        if change.occurred_at <= moment:
+            return change.segment
+    return None
+
+
+def _describe(change: SegmentChange) -> str:
+    rfm = change.rfm
+    return (
+        f"{change.occurred_at:%Y-%m-%d %H:%M}  {change.customer_id:<8} "
+        f"{change.previous_segment or '(new)'} -> {change.segment}  [{change.reason}] "
+        f"R={rfm.recency_days}d F={rfm.frequency} M={rfm.monetary:,.2f}  #{change.sequence}"
+        + (f" (driver: {change.driver})" if change.driver else "")
+    )
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print each change as JSON.")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest change kept.")
+@click.option("--max", "limit", type=int, default=None, help="Stop after this many changes.")
+@click.option(
+    "--idle-timeout", type=float, default=None, help="Stop after this many quiet seconds."
+)
+def watch(
+    as_json: bool, from_beginning: bool, limit: int | None, idle_timeout: float | None
+) -> None:
+    """Follow segment changes, one line each."""
+    from stream_app.kafka.watch import follow_changes
+
+    def show(change: SegmentChange) -> None:
+        click.echo(change.model_dump_json() if as_json else _describe(change))
+
+    asyncio.run(
+        follow_changes(
+            Settings(),
+            show,
+            from_beginning=from_beginning,
+            limit=limit,
+            idle_timeout_s=idle_timeout,
+        )
+    )
+
+
+@click.command()
+@click.option(
+    "--output", type=click.Path(path_type=Path), default=Path("schemas"), show_default=True
+)
+def schemas(output: Path) -> None:
+    """Write the JSON Schemas of the events (for producers and consumers to validate)."""
+    for path in write_json_schemas(output):
+        click.echo(str(path))
+
+
+@click.command()
+@click.option(
+    "--output", type=click.Path(path_type=Path), default=Path("demo-output"), show_default=True
+)
+@click.option("--customers", type=int, default=2000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo(output: Path, customers: int, seed: int) -> None:
+    """Run the whole story end to end on synthetic data (local broker and Redis, no Docker)."""
+    from stream_app.devtools.demo import run_demo
+
+    if not run_demo(output, customers, seed, click.echo):
+        raise SystemExit(1)
+
+
+@click.group()
+def clock() -> None:
+    """The stream clock (event time): show it, or move it forward without orders."""
+
+
+@clock.command("show")
+def clock_show() -> None:
+    """Print the stream clock and how many customers are due to change segment by then."""
+    settings = Settings()
+
+    async def work(store: RedisStore) -> None:
+        now = await _stream_now(settings, store)
+        click.echo(f"clock       {_format_time(now)} ({settings.clock.value} time)")
+        click.echo(f"scheduled   {await store.due_count():,} customers")
+        if now is not None:
+            click.echo(f"due now     {await store.due_count(now):,} customers")
+
+    _with_store(settings, work)
+
+
+@clock.command("advance")
+@click.option("--to", "to", required=True, help="ISO date the clock moves to, e.g. 2012-06-01.")
+def clock_advance(to: str) -> None:
+    """Publish a clock event: workers move the event-time clock and re-score due customers."""
+    from stream_app.kafka.clock_events import publish_clock_event
+
+    moment = datetime.fromtimestamp(_parse_time(to), tz=UTC)
+    asyncio.run(publish_clock_event(Settings(), moment))
+    click.echo(f"published a clock event for {moment.isoformat()}", err=True)

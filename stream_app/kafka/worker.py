@@ -1,0 +1,292 @@
+"""The faust-streaming worker: ``rfm worker``.
+
+One agent consumes the orders topic in batches (``take_events``) and decodes each batch; the
+:class:`~stream_app.processor.BatchProcessor` then stores, scores and publishes it in the
+background (:class:`~stream_app.inflight.InOrder`) while the agent reads the next. A batch's
+messages are acknowledged only after the processor returns, i.e. after state, changes and dead
+letters are stored and published, and batches finish in order, so an offset is never committed
+past an event still in flight (the trap of faust-streaming issue #606 with concurrency > 1).
+Scale out with more workers in the same consumer group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import aiokafka
+import faust
+import redis
+from pydantic import BaseModel
+
+from model_training.model.refit import QualityGates
+from stream_app.core.events import DeadLetter, SegmentChange
+from stream_app.service.inflight import InOrder
+from stream_app.service.model_source import ModelSource
+from stream_app.service.processor import BatchProcessor, DecodedBatch, RawMessage
+from stream_app.service.retraining import Retrainer
+from stream_app.settings import Settings
+from stream_app.store.keys import Keys
+from stream_app.store.redis_store import RedisStore
+from stream_app.store.registry import ModelRegistry
+
+__all__ = ["FaustPublisher", "create_app", "faust_options", "raw_topic", "run_worker"]
+
+log = logging.getLogger(__name__)
+
+#: Allocations between two collections of the youngest generation (CPython's default: 700).
+GC_THRESHOLD = 50_000
+
+#: The fetch wait faust-streaming 0.15 hard-codes for its consumer.
+FAUST_FETCH_MAX_WAIT_MS = 1500
+
+
+class FaustPublisher:
+    """Publish through the faust app's producer and wait for the broker's acknowledgement.
+
+    Messages go straight to the producer (already encoded JSON bytes): faust's per-message
+    topic machinery would cost more than the producer itself. Each topic is created, if
+    missing, before the first message goes to it.
+    """
+
+    def __init__(self, app: faust.App, changes: Any, dead_letters: Any) -> None:
+        self.app = app
+        self.changes = changes
+        self.dead_letters = dead_letters
+
+    async def publish_changes(self, changes: Sequence[SegmentChange]) -> None:
+        await self._send(self.changes, [(change.customer_id, change) for change in changes])
+
+    async def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        await self._send(self.dead_letters, [(letter.key, letter) for letter in letters])
+
+    async def _send(self, topic: Any, messages: Sequence[tuple[str | None, BaseModel]]) -> None:
+        if not messages:
+            return
+        await topic.maybe_declare()  # once per topic: faust remembers it is done
+        name = topic.get_topic_name()
+        send = self.app.producer.send
+        # Send all, then wait for every acknowledgement (the producer batches meanwhile).
+        futures = [
+            await send(
+                name,
+                key.encode() if key else None,
+                message.model_dump_json().encode(),
+                None,  # partition: by key
+                None,  # timestamp: now
+                None,  # headers
+            )
+            for key, message in messages
+        ]
+        await asyncio.gather(*futures)
+
+
+def faust_options(settings: Settings) -> dict[str, Any]:
+    """The faust app's configuration for these settings (shared with the benchmark's agent)."""
+    return {
+        "broker": settings.kafka_url,
+        "store": "memory://",
+        "topic_partitions": settings.topic_partitions,
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 3),
+        "consumer_auto_offset_reset": "earliest",
+        "web_enabled": False,
+        # State lives in Redis; faust's own data directory only holds scratch files.
+        "datadir": str(Path(tempfile.gettempdir()) / f"rfm-worker-{settings.app_id}"),
+        "producer_acks": -1,
+        # faust's default is 2.8 s: lag would read as non-zero that long after the work is done.
+        "broker_commit_interval": settings.commit_interval_s,
+    }
+
+
+def raw_topic(app: faust.App, name: str, partitions: int) -> Any:
+    """A topic of raw bytes keys and values (the processor decodes and validates)."""
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the faust app with its agent and timers (nothing runs until a worker starts)."""
+    app = faust.App(settings.app_id, **faust_options(settings))
+    orders = raw_topic(app, settings.orders_topic, settings.topic_partitions)
+    changes = raw_topic(app, settings.changes_topic, settings.topic_partitions)
+    dead_letters = raw_topic(app, settings.dlq_topic, settings.topic_partitions)
+
+    store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
+    keys = Keys(settings.key_prefix)
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    registry = ModelRegistry(settings.model_dir, client, keys)
+    models = ModelSource(registry, settings.model_dir)
+    processor = BatchProcessor(
+        store,
+        FaustPublisher(app, changes, dead_letters),
+        models.current,
+        clock=settings.clock,
+    )
+    worker_id = f"{socket.gethostname()}-{os.getpid()}"
+    retrainer = Retrainer(
+        registry,
+        store,
+        client,
+        models.current,
+        processor.current_time,
+        interval_s=settings.retrain_interval_s,
+        min_events=settings.retrain_min_events,
+        gates=QualityGates(
+            min_silhouette=settings.gate_min_silhouette,
+            min_segment_share=settings.gate_min_segment_share,
+            max_changed_share=settings.gate_max_changed_share,
+        ),
+        worker_id=worker_id,
+    )
+
+    @app.task
+    async def on_start() -> None:
+        await store.ping()
+        models.refresh()
+        # Changes recorded by a worker that died before publishing them.
+        pending = await processor.announce_pending()
+        if pending:
+            log.info("published %d pending segment change(s)", pending)
+        _settle_garbage_collector()
+
+    @app.timer(interval=settings.model_refresh_s)
+    async def refresh_model() -> None:
+        switched = models.refresh()
+        serving = models.current()
+        # Say which version this worker serves, for `rfm models list` and for operators.
+        client.hset(
+            keys.workers,
+            worker_id,
+            json.dumps({"version": serving.version if serving else None, "at": time.time()}),
+        )
+        if not switched:
+            return
+        model = models.current()
+        assert model is not None
+        # Every worker switches; one of them (whoever claims the version) re-scores everyone.
+        claim = keys.rescore_claim(model.version)
+        if client.set(claim, settings.app_id, nx=True, ex=7 * 86_400):
+            changed = await processor.rescore_all("retrain")
+            log.info("re-scored every customer with model %s: %d moved", model.version, changed)
+
+    @app.timer(interval=settings.retrain_check_s)
+    async def retrain() -> None:
+        await retrainer.maybe_retrain()
+
+    @app.timer(interval=settings.decay_interval_s)
+    async def decay() -> None:
+        # Customers whose segment changes with time passing, taken from the due set.
+        rescored = await processor.decay()
+        if rescored:
+            log.info("re-scored %d customer(s) whose segment was due to change", rescored)
+
+    # Batch N is stored and published in the background while batch N+1 is read and decoded.
+    in_flight: InOrder[DecodedBatch] = InOrder(processor.process, on_error=app.crash)
+
+    @app.agent(orders, concurrency=1)
+    async def apply_orders(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
+            for event in events:
+                # take_events acknowledges the batch when this body returns; the extra
+                # reference defers the final acknowledgement (and the offset commit) until
+                # the batch is processed.
+                event.message.incref()
+            batch = processor.decode(
+                [
+                    RawMessage(
+                        key=event.message.key,
+                        value=event.message.value,
+                        topic=event.message.topic,
+                        partition=event.message.partition,
+                        offset=event.message.offset,
+                    )
+                    for event in events
+                ]
+            )
+            await in_flight.submit(batch, partial(_acknowledge, app, events))
+
+    return app
+
+
+def _settle_garbage_collector() -> None:
+    """Keep the collector off the long-lived start-up objects and run it less often.
+
+    The hot path allocates many small short-lived objects. Freezing what start-up loaded
+    (libraries, the model) keeps collections from walking it again and again, and a larger
+    youngest generation means fewer collections: together ~10 % less CPU per event in
+    ``benchmarks/stream_throughput.py`` here (either alone gives about half of that).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def _acknowledge(app: faust.App, events: Sequence[Any]) -> None:
+    """Acknowledge a processed batch and commit its offsets now.
+
+    Committing after each batch (rather than only every ``commit_interval_s``) makes lag read
+    0 as soon as the work is done, and leaves at most the batches in flight to be delivered
+    again after a crash. A commit already running covers this one or the next covers it.
+    """
+    for event in events:
+        event.ack()
+    commit = asyncio.ensure_future(app.consumer.commit())
+    _commits.add(commit)
+    commit.add_done_callback(_commit_finished)
+
+
+#: Commits still running (asyncio keeps only weak references to tasks).
+_commits: set[asyncio.Future[bool]] = set()
+
+
+def _commit_finished(commit: asyncio.Future[bool]) -> None:
+    _commits.discard(commit)
+    if not commit.cancelled() and commit.exception() is not None:
+        # The interval commit retries; say why this one failed.
+        log.warning("committing offsets failed: %s", commit.exception())
+
+
+def shorten_fetch_wait(wait_ms: int) -> None:
+    """Make faust's consumer wait at most ``wait_ms`` for new messages per fetch request.
+
+    faust-streaming creates its aiokafka consumer with ``fetch_max_wait_ms=1500`` and no
+    setting to change it. A broker that holds a fetch that long when little is flowing (Tansu
+    does) delays every event by up to 1.5 s at low rates. This process-wide patch changes
+    only consumers created with faust's value; call it before the worker starts.
+    """
+    original = aiokafka.AIOKafkaConsumer.__init__
+    if getattr(original, "_rfm_fetch_wait", None) is not None:
+        return
+
+    def init(self: aiokafka.AIOKafkaConsumer, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("fetch_max_wait_ms") == FAUST_FETCH_MAX_WAIT_MS:
+            kwargs["fetch_max_wait_ms"] = wait_ms
+        original(self, *args, **kwargs)
+
+    init._rfm_fetch_wait = wait_ms  # type: ignore[attr-defined]
+    aiokafka.AIOKafkaConsumer.__init__ = init  # type: ignore[method-assign]
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run a worker until it is stopped (SIGINT/SIGTERM)."""
+    shorten_fetch_wait(settings.fetch_wait_ms)
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

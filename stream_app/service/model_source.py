@@ -1,0 +1,78 @@
+"""The model the worker scores with: the registry's current version, followed as it changes."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from model_training.exceptions import ModelArtifactError
+from model_training.model.artifact import MODEL_FILE, LoadedModel
+from stream_app.exceptions import StreamError
+from stream_app.store.registry import ModelRegistry
+
+__all__ = ["ModelSource"]
+
+log = logging.getLogger(__name__)
+
+
+class ModelSource:
+    """Holds the current model and follows the registry's pointer.
+
+    When the registry has no version yet and ``RFM_MODEL_DIR`` holds a model written by
+    ``rfm train``, that model is imported as the first version. A version that fails to load
+    leaves the current model serving; the reason is logged once per failing version.
+    """
+
+    def __init__(self, registry: ModelRegistry, model_dir: Path) -> None:
+        self.registry = registry
+        self.model_dir = model_dir
+        self._model: LoadedModel | None = None
+        self._failed: str | None = None
+        self._said_missing = False
+        self.last_error: str | None = None
+
+    def current(self) -> LoadedModel | None:
+        """The model to score with, or None while there is none."""
+        return self._model
+
+    def refresh(self) -> bool:
+        """Switch to the registry's current version if it changed; True if switched."""
+        try:
+            version = self.registry.current_version()
+            if version is None and (self.model_dir / MODEL_FILE).exists():
+                version = self.registry.import_dir(self.model_dir)
+                log.info("registered the model in %s as version %s", self.model_dir, version)
+        except (StreamError, ModelArtifactError) as exc:
+            self._note_failure(None, str(exc))
+            return False
+        if version is None:
+            if not self._said_missing:
+                self._said_missing = True
+                self.last_error = f"no model in {self.model_dir} yet"
+                log.warning(
+                    "no model in %s yet: keeping RFM state current, segments come once "
+                    "`rfm train` writes one",
+                    self.model_dir,
+                )
+            return False
+        if self._model is not None and version == self._model.version:
+            return False
+        if version == self._failed:
+            return False
+        try:
+            model = self.registry.load(version)
+        except ModelArtifactError as exc:
+            self._note_failure(version, str(exc))
+            return False
+        previous = self._model.version if self._model else None
+        self._model = model
+        self._failed = None
+        self.last_error = None
+        log.info("serving model %s (was %s)", model.version, previous)
+        return True
+
+    def _note_failure(self, version: str | None, reason: str) -> None:
+        self._failed = version
+        self.last_error = reason
+        serving = self._model.version if self._model else None
+        log.error("cannot load model %s: %s; serving %s", version, reason, serving)

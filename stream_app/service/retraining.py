@@ -1,0 +1,172 @@
+"""Retraining inside the stream: one worker at a time, from the RFM state in Redis.
+
+A worker retrains when asked (``rfm retrain``) or when the configured interval has passed
+since the last attempt by any worker *and* enough events were applied since. A lock in Redis
+(with an expiry, so a dead worker does not block the others) makes sure only one worker
+retrains. The new model is fitted with the same code as ``rfm train``
+(:func:`model_training.retrain.retrain`), judged by the quality gates and published to the
+registry only if it passes; every attempt is recorded. Whatever goes wrong, the model being
+served stays and the stream keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from model_training.data.rfm import RFM_COLUMNS
+from model_training.model.artifact import LoadedModel
+from model_training.model.refit import QualityGates, retrain
+from stream_app.core.scoring import rfm_matrix
+from stream_app.service.export import customers_with_rfm
+from stream_app.store.memory import CustomerStore
+from stream_app.store.registry import ModelRegistry
+
+__all__ = ["Retrainer", "rfm_snapshot"]
+
+log = logging.getLogger(__name__)
+
+
+async def rfm_snapshot(store: CustomerStore, now: float) -> pd.DataFrame:
+    """Every customer's RFM at ``now``: index ``customer_id``, the three RFM columns."""
+    states = await customers_with_rfm(store)
+    return pd.DataFrame(
+        rfm_matrix(states, now),
+        index=pd.Index([state.customer_id for state in states], name="customer_id"),
+        columns=RFM_COLUMNS,
+    ).astype({"recency_days": "int64", "frequency": "int64"})
+
+
+class Retrainer:
+    """Decides when to retrain, and does it under the shared lock.
+
+    Parameters
+    ----------
+    registry
+        Where versions are published and attempts recorded.
+    store
+        The customer-state store (the snapshot is read from it).
+    client
+        A synchronous Redis client (the lock and the counters).
+    current
+        Returns the model being served (the previous model of a retrain).
+    now
+        Returns the stream clock.
+    interval_s, min_events
+        Retrain at most every ``interval_s`` seconds (0: only on request), and only when at
+        least ``min_events`` events were applied since the last attempt.
+    gates
+        Quality gates a new model must pass.
+    lock_ttl_s
+        Expiry of the lock, longer than a retrain takes.
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        store: CustomerStore,
+        client: Any,
+        current: Callable[[], LoadedModel | None],
+        now: Callable[[], Any],
+        *,
+        interval_s: float,
+        min_events: int,
+        gates: QualityGates,
+        lock_ttl_s: float = 900.0,
+        worker_id: str = "",
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.client = client
+        self.current = current
+        self.now = now
+        self.interval_s = interval_s
+        self.min_events = min_events
+        self.gates = gates
+        self.lock_ttl_s = lock_ttl_s
+        self.token = uuid.uuid4().hex
+        self.worker_id = worker_id or self.token
+
+    async def maybe_retrain(self) -> str | None:
+        """Retrain if asked or due and if this worker gets the lock; the new version or None."""
+        requested = self.registry.take_retrain_request()
+        applied = (await self.store.counters()).get("applied", 0)
+        if not requested and not self._due(applied):
+            return None
+        lock = self.registry.keys.retrain_lock
+        if not self.client.set(lock, self.token, nx=True, px=int(self.lock_ttl_s * 1000)):
+            if requested:
+                self.registry.request_retrain()  # another worker is at it: ask again later
+            return None
+        try:
+            return await self._retrain(applied, requested)
+        finally:
+            # Release only our own lock (it may have expired and been taken by another).
+            if self.client.get(lock) == self.token:
+                self.client.delete(lock)
+
+    def _due(self, applied: int) -> bool:
+        if self.interval_s <= 0:
+            return False
+        last = self.registry.last_attempt()
+        if not last:
+            # The first look starts the clock: the interval and the event count are measured
+            # from here, not from an empty history (which would retrain at once).
+            self.registry.record_attempt(
+                {"baseline": True, "applied_events": applied, "accepted": None, "version": None}
+            )
+            return False
+        when = datetime.fromisoformat(str(last.get("time")))
+        if (datetime.now(UTC) - when).total_seconds() < self.interval_s:
+            return False
+        return applied - int(last.get("applied_events", 0)) >= self.min_events
+
+    async def _retrain(self, applied: int, requested: bool) -> str | None:
+        started = time.monotonic()
+        outcome: dict[str, Any] = {
+            "applied_events": applied,
+            "requested": requested,
+            "worker": self.worker_id,
+        }
+        previous = self.current()
+        try:
+            clock = await self.now()
+            if clock is None:
+                raise RuntimeError("the stream clock has not started: no event yet")
+            frame = await rfm_snapshot(self.store, clock)
+            t_ref = datetime.fromtimestamp(clock, tz=UTC).replace(tzinfo=None)
+            loop = asyncio.get_running_loop()
+            # Fitting takes seconds: in a thread, so the stream keeps going meanwhile.
+            result = await loop.run_in_executor(
+                None, lambda: retrain(frame, t_ref, previous, self.gates)
+            )
+            outcome.update(
+                accepted=result.accepted,
+                reasons=result.reasons,
+                customers=len(frame),
+                changed_share=result.changed_share,
+                candidate=result.version,
+                previous=previous.version if previous else None,
+            )
+            version = None
+            if result.accepted:
+                version = self.registry.publish(result.segmenter, result.card)
+                log.info("retrained: published model %s", version)
+            else:
+                log.warning("retrained model refused: %s", "; ".join(result.reasons))
+            outcome["version"] = version
+            return version
+        except Exception as exc:  # a failed retrain must never stop the stream
+            log.exception("retrain failed; model %s keeps serving", previous and previous.version)
+            outcome.update(accepted=False, reasons=[f"retrain failed: {exc}"], version=None)
+            return None
+        finally:
+            outcome["seconds"] = round(time.monotonic() - started, 2)
+            self.registry.record_attempt(outcome)

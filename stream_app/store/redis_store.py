@@ -1,0 +1,357 @@
+"""The customer-state store on Redis: Lua scripts, one call per chunk of customers, pipelined."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from importlib.resources import files
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from stream_app.core.effects import OrderEffect
+from stream_app.core.state import CustomerState, ItemTotals
+from stream_app.exceptions import StoreUnavailableError
+from stream_app.store.keys import Keys
+from stream_app.store.memory import SegmentUpdate
+
+__all__ = ["RedisStore", "decode_state"]
+
+T = TypeVar("T")
+
+#: The state fields apply.lua returns, in its order.
+_FIELDS = (
+    "frequency",
+    "spent",
+    "returned_matched",
+    "first_purchase",
+    "last_purchase",
+    "last_order",
+    "country",
+    "segment",
+    "segment_since",
+    "model_version",
+    "sequence",
+    "seg_r",
+    "seg_f",
+    "seg_m",
+    "unannounced",
+)
+
+
+def _script(name: str) -> str:
+    return files("stream_app.store").joinpath("lua", name).read_text()
+
+
+def decode_state(customer_id: str, fields: Mapping[str, str | None]) -> CustomerState:
+    """Build a :class:`CustomerState` (without items and event ids) from its Redis hash."""
+    return _from_row(customer_id, [fields.get(name) for name in _FIELDS])
+
+
+async def _call(call: Awaitable[T]) -> T:
+    """Await one Redis call, turning redis-py's errors into ours (which the worker retries)."""
+    try:
+        return await call
+    except RedisError as exc:
+        raise StoreUnavailableError(f"Redis call failed: {exc}") from exc
+
+
+def _number(value: str | None) -> float | None:
+    return float(value) if value else None
+
+
+def _from_row(customer_id: str, row: Sequence[str | None]) -> CustomerState:
+    """Build a state from the values of :data:`_FIELDS`, in that order (the hot path)."""
+    (frequency, spent, matched, first, last, order, country, segment, since, version,
+     sequence, seg_r, seg_f, seg_m, unannounced) = row  # fmt: skip
+    return CustomerState(
+        customer_id,
+        int(frequency or 0),
+        float(spent or 0.0),
+        float(matched or 0.0),
+        _number(first),
+        _number(last),
+        order or "",
+        country or "",
+        segment or None,
+        _number(since),
+        version or None,
+        int(sequence or 0),
+        (int(seg_r), int(seg_f or 0), float(seg_m or 0)) if seg_r else None,
+        unannounced == "1",
+    )
+
+
+def _apply_row(effect: OrderEffect) -> tuple[Any, ...]:
+    """One event as apply.lua reads it. Times and totals as text: Redis stores them exactly
+    as Python wrote them; only returns need the per-stock-code values."""
+    return (
+        effect.event_id,
+        1 if effect.is_return else 0,
+        repr(effect.occurred_at),
+        effect.country,
+        repr(effect.total),
+        effect.skus,
+        effect.units,
+        effect.values if effect.is_return else (),
+    )
+
+
+def _record_row(update: SegmentUpdate) -> tuple[Any, ...]:
+    """One segment update as record_segment.lua reads it."""
+    return (
+        update.segment,
+        update.previous_segment or "",
+        repr(update.since),
+        update.model_version,
+        update.sequence,
+        update.history_entry,
+        *(("", "", "") if update.rfm is None else map(repr, update.rfm)),
+    )
+
+
+class RedisStore:
+    """Customer state in Redis, laid out as DESIGN.md fixes it.
+
+    Parameters
+    ----------
+    client
+        A ``redis.asyncio.Redis`` created with ``decode_responses=True``.
+    keys
+        The key builder (its prefix separates deployments sharing one Redis).
+    """
+
+    def __init__(
+        self, client: aioredis.Redis, keys: Keys, max_history: int = 50, chunk_size: int = 250
+    ) -> None:
+        # redis-py's annotations do not model decode_responses=True; values are str here.
+        self.client: Any = client
+        self.keys = keys
+        self.max_history = max_history
+        self.chunk_size = chunk_size
+        self._apply = client.register_script(_script("apply.lua"))
+        self._record = client.register_script(_script("record_segment.lua"))
+        self._clock = client.register_script(_script("advance_clock.lua"))
+        self._pop_due = client.register_script(_script("pop_due.lua"))
+        self._load = client.register_script(_script("load_states.lua"))
+        self._mark_announced = client.register_script(_script("mark_announced.lua"))
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "rfm") -> RedisStore:
+        """Connect to the Redis at ``url`` (a ``redis://`` DSN).
+
+        Use it as ``async with RedisStore.from_url(...) as store:`` to close it after use.
+        """
+        client = aioredis.Redis.from_url(url, decode_responses=True)
+        return cls(client, Keys(prefix))
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self.client.aclose()
+
+    async def __aenter__(self) -> RedisStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def ping(self) -> None:
+        """Check that Redis answers."""
+        await _call(self.client.ping())
+
+    async def apply(self, effects: Sequence[OrderEffect]) -> list[bool]:
+        keys = self.keys
+
+        def keys_of(effect: OrderEffect) -> tuple[str, str, str]:
+            customer = effect.customer_id
+            return keys.state(customer), keys.orders(customer), keys.items(customer)
+
+        # One script call per chunk of events: far fewer commands to pack and parse than one
+        # call per event, and each event is still applied once and atomically.
+        replies = await self._in_chunks(
+            self._apply, effects, keys_of, lambda chunk: [json.dumps(list(map(_apply_row, chunk)))]
+        )
+        return [reply == 1 for chunk in replies for reply in chunk]
+
+    async def record_each(self, updates: Sequence[SegmentUpdate]) -> list[bool]:
+        keys = self.keys
+        replies = await self._in_chunks(
+            self._record,
+            updates,
+            lambda update: (keys.state(update.customer_id), keys.history(update.customer_id)),
+            lambda chunk: [self.max_history, json.dumps(list(map(_record_row, chunk)))],
+        )
+        return [reply == 1 for chunk in replies for reply in chunk]
+
+    async def mark_announced(self, customer_ids: Sequence[str]) -> None:
+        await self._in_chunks(self._mark_announced, customer_ids, self._state_key)
+
+    async def last_changes(self, customer_ids: Sequence[str]) -> list[str | None]:
+        if not customer_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for customer in customer_ids:
+            pipe.lindex(self.keys.history(customer), 0)
+        replies: list[str | None] = await self._execute(pipe)
+        return replies
+
+    async def get(self, customer_id: str) -> CustomerState | None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.keys.state(customer_id))
+        pipe.hgetall(self.keys.items(customer_id))
+        pipe.smembers(self.keys.orders(customer_id))
+        fields, raw_items, orders = await self._execute(pipe)
+        if not fields:
+            return None
+        state = decode_state(customer_id, fields)
+        items: dict[str, ItemTotals] = {}
+        for sku in {name[2:] for name in raw_items}:
+            items[sku] = ItemTotals(
+                bought=int(raw_items.get(f"b:{sku}", 0)),
+                returned=int(raw_items.get(f"r:{sku}", 0)),
+                returned_value=float(raw_items.get(f"v:{sku}", 0.0)),
+            )
+        return replace(state, items=items, orders=frozenset(orders))
+
+    async def scan(self, batch_size: int = 1000) -> AsyncIterator[list[CustomerState]]:
+        pattern = self.keys.state_pattern()
+        cursor = 0
+        while True:
+            cursor, names = await _call(self.client.scan(cursor, match=pattern, count=batch_size))
+            if names:
+                loaded = await self.load([self.keys.customer_of(name) for name in names])
+                yield [state for state in loaded if state is not None]
+            if int(cursor) == 0:
+                return
+
+    async def put(self, states: Sequence[CustomerState]) -> None:
+        """Write whole states (items and event ids included), replacing what is there."""
+        pipe = self.client.pipeline(transaction=False)
+        for state in states:
+            customer = state.customer_id
+            fields: dict[str, str | int] = {
+                "frequency": state.frequency,
+                "spent": repr(state.spent),
+                "returned_matched": repr(state.returned_matched),
+                "last_order": state.last_order,
+                "country": state.country,
+                "sequence": state.sequence,
+            }
+            for name in ("first_purchase", "last_purchase", "segment_since"):
+                value = getattr(state, name)
+                if value is not None:
+                    fields[name] = repr(value)
+            if state.segment is not None:
+                fields["segment"] = state.segment
+            if state.model_version is not None:
+                fields["model_version"] = state.model_version
+            if state.segment_rfm is not None:
+                fields.update(
+                    zip(("seg_r", "seg_f", "seg_m"), map(repr, state.segment_rfm), strict=True)
+                )
+            if state.unannounced:
+                fields["unannounced"] = 1
+            if any(totals.returned for totals in state.items.values()):
+                fields["has_returns"] = 1  # apply.lua matches returns only for such customers
+            keys = [self.keys.state(customer), self.keys.items(customer)]
+            pipe.delete(*keys, self.keys.orders(customer))
+            pipe.hset(keys[0], mapping=fields)
+            item_fields: dict[str, str | int] = {}
+            for sku, totals in state.items.items():
+                if totals.bought:
+                    item_fields[f"b:{sku}"] = totals.bought
+                if totals.returned:
+                    item_fields[f"r:{sku}"] = totals.returned
+                    item_fields[f"v:{sku}"] = repr(totals.returned_value)
+            if item_fields:
+                pipe.hset(keys[1], mapping=item_fields)
+            if state.orders:
+                pipe.sadd(self.keys.orders(customer), *state.orders)
+        await self._execute(pipe)
+
+    async def load(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
+        replies = await self._in_chunks(
+            self._load, customer_ids, self._state_key, lambda chunk: _FIELDS
+        )
+        return [
+            _from_row(customer, reply) if any(value is not None for value in reply) else None
+            for customer, reply in zip(
+                customer_ids, (reply for chunk in replies for reply in chunk), strict=True
+            )
+        ]
+
+    async def schedule(self, due: Mapping[str, float]) -> None:
+        if due:
+            await _call(self.client.zadd(self.keys.due, dict(due)))
+
+    async def pop_due(self, now: float, limit: int, lease_s: float = 3600.0) -> list[str]:
+        ids: list[str] = await _call(
+            self._pop_due(keys=[self.keys.due], args=[repr(now), limit, repr(lease_s)])
+        )
+        return ids
+
+    async def unschedule(self, customer_ids: Sequence[str]) -> None:
+        if customer_ids:
+            await _call(self.client.zrem(self.keys.due, *customer_ids))
+
+    async def due_count(self, until: float | None = None) -> int:
+        top = "+inf" if until is None else repr(until)
+        count: int = await _call(self.client.zcount(self.keys.due, "-inf", top))
+        return count
+
+    async def advance_clock(self, event_time: float) -> float:
+        value = await _call(self._clock(keys=[self.keys.clock], args=[repr(event_time)]))
+        return float(value)
+
+    async def clock(self) -> float | None:
+        value = await _call(self.client.get(self.keys.clock))
+        return float(value) if value is not None else None
+
+    async def add_counters(self, counts: Mapping[str, int]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for name, value in counts.items():
+            if value:
+                pipe.hincrby(self.keys.counters, name, value)
+        await self._execute(pipe)
+
+    async def counters(self) -> dict[str, int]:
+        raw: dict[str, str] = await _call(self.client.hgetall(self.keys.counters))
+        return {name: int(value) for name, value in raw.items()}
+
+    async def history(self, customer_id: str) -> list[str]:
+        entries: list[str] = await _call(self.client.lrange(self.keys.history(customer_id), 0, -1))
+        return entries
+
+    def _state_key(self, customer_id: str) -> tuple[str]:
+        return (self.keys.state(customer_id),)
+
+    async def _in_chunks(
+        self,
+        script: Any,
+        items: Sequence[T],
+        keys_of: Callable[[T], Sequence[str]],
+        args_of: Callable[[Sequence[T]], Sequence[Any]] = lambda chunk: (),
+    ) -> list[Any]:
+        """Run ``script`` once per chunk of ``items``, all in one round trip.
+
+        ``keys_of`` gives each item's keys, ``args_of`` a chunk's arguments. Returns the
+        script's replies, one per chunk.
+        """
+        if not items:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for first in range(0, len(items), self.chunk_size):
+            chunk = items[first : first + self.chunk_size]
+            keys = [key for item in chunk for key in keys_of(item)]
+            await script(keys=keys, args=args_of(chunk), client=pipe)
+        return await self._execute(pipe)
+
+    async def _execute(self, pipe: Any) -> list[Any]:
+        try:
+            replies: list[Any] = await _call(pipe.execute())
+        finally:
+            # Give the connection back to the pool even when the call failed.
+            await pipe.reset()
+        return replies

@@ -1,0 +1,140 @@
+"""Retraining inside the stream: when it runs, that one worker runs it, and failures are safe."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+
+import stream_app.service.retraining as retraining_module
+from model_training.model.refit import QualityGates
+from stream_app.core.effects import ItemDelta, OrderEffect
+from stream_app.service.retraining import Retrainer, rfm_snapshot
+from stream_app.store.keys import Keys
+from stream_app.store.memory import MemoryStore
+from stream_app.store.registry import ModelRegistry
+from tests.fakes import V1, fitted_segmenter, model_card
+
+NOW = datetime(2011, 12, 10, tzinfo=UTC).timestamp()
+
+
+@pytest.fixture
+async def store() -> MemoryStore:
+    memory = MemoryStore()
+    rng = np.random.default_rng(3)
+    effects = []
+    for number in range(300):
+        day = float(rng.integers(1, 360))
+        for order in range(int(rng.integers(1, 6))):
+            effects.append(
+                OrderEffect.of(
+                    customer_id=f"c{number}",
+                    event_id=f"{number}-{order}",
+                    is_return=False,
+                    occurred_at=NOW - (day + 30 * order) * 86_400,
+                    country="UK",
+                    items=(ItemDelta("A", 2, float(rng.gamma(2.0, 40.0))),),
+                )
+            )
+    await memory.apply(effects)
+    await memory.advance_clock(NOW)
+    return memory
+
+
+def make_retrainer(
+    tmp_path: Path, client: redis.Redis, store: MemoryStore, **options: Any
+) -> tuple[Retrainer, ModelRegistry]:
+    keys = Keys(f"t{np.random.default_rng().integers(1 << 30)}")
+    registry = ModelRegistry(tmp_path / "models", client, keys)
+    registry.publish(fitted_segmenter(), model_card(V1))
+    settings: dict[str, Any] = {
+        "interval_s": 0.0,
+        "min_events": 0,
+        "gates": QualityGates(min_silhouette=0.0, max_changed_share=1.0),
+    }
+    settings.update(options)
+    retrainer = Retrainer(registry, store, client, registry.load_current, store.clock, **settings)
+    return retrainer, registry
+
+
+async def test_snapshot_holds_every_customer_with_rfm(store: MemoryStore) -> None:
+    frame = await rfm_snapshot(store, NOW)
+    assert len(frame) == 300
+    assert list(frame.columns) == ["recency_days", "frequency", "monetary"]
+    assert (frame["frequency"] >= 1).all()
+
+
+async def test_nothing_happens_unless_asked_or_due(
+    tmp_path: Path, client: redis.Redis, store: MemoryStore
+) -> None:
+    retrainer, registry = make_retrainer(tmp_path, client, store)
+    assert await retrainer.maybe_retrain() is None
+    assert registry.current_version() == V1
+
+
+async def test_a_requested_retrain_publishes_and_records(
+    tmp_path: Path, client: redis.Redis, store: MemoryStore
+) -> None:
+    retrainer, registry = make_retrainer(tmp_path, client, store)
+    registry.request_retrain()
+    version = await retrainer.maybe_retrain()
+    assert version is not None and registry.current_version() == version
+    attempt = registry.last_attempt()
+    assert attempt["accepted"] is True and attempt["version"] == version
+    assert attempt["customers"] == 300 and attempt["previous"] == V1
+
+
+async def test_only_the_lock_holder_retrains(
+    tmp_path: Path, client: redis.Redis, store: MemoryStore
+) -> None:
+    retrainer, registry = make_retrainer(tmp_path, client, store)
+    client.set(registry.keys.retrain_lock, "another worker")
+    registry.request_retrain()
+    assert await retrainer.maybe_retrain() is None
+    assert registry.current_version() == V1
+    assert registry.take_retrain_request()  # asked again, for when the lock is free
+
+
+async def test_a_crash_midway_keeps_the_current_model(
+    tmp_path: Path, client: redis.Redis, store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(*args: object, **kwargs: object) -> None:
+        raise MemoryError("out of memory while fitting")
+
+    monkeypatch.setattr(retraining_module, "retrain", crash)
+    retrainer, registry = make_retrainer(tmp_path, client, store)
+    registry.request_retrain()
+    assert await retrainer.maybe_retrain() is None
+    assert registry.current_version() == V1
+    attempt = registry.last_attempt()
+    assert attempt["accepted"] is False
+    assert "out of memory" in attempt["reasons"][0]
+    assert client.get(registry.keys.retrain_lock) is None  # released for the next attempt
+
+
+async def test_a_refused_model_is_not_published(
+    tmp_path: Path, client: redis.Redis, store: MemoryStore
+) -> None:
+    retrainer, registry = make_retrainer(
+        tmp_path, client, store, gates=QualityGates(min_silhouette=0.99)
+    )
+    registry.request_retrain()
+    assert await retrainer.maybe_retrain() is None
+    assert registry.current_version() == V1
+    attempt = registry.last_attempt()
+    assert attempt["accepted"] is False and "silhouette" in " ".join(attempt["reasons"])
+
+
+async def test_the_interval_counts_from_a_baseline(
+    tmp_path: Path, client: redis.Redis, store: MemoryStore
+) -> None:
+    await store.add_counters({"applied": 5000})
+    retrainer, registry = make_retrainer(tmp_path, client, store, interval_s=3600.0)
+    assert await retrainer.maybe_retrain() is None  # first look: baseline only
+    assert registry.last_attempt()["baseline"] is True
+    assert await retrainer.maybe_retrain() is None  # an hour has not passed
+    assert registry.current_version() == V1
