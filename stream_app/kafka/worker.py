@@ -27,10 +27,9 @@ from typing import Any
 import aiokafka
 import faust
 import redis
-from pydantic import BaseModel
 
 from model_training.model.refit import QualityGates
-from stream_app.core.events import DeadLetter, SegmentChange
+from stream_app.kafka.publisher import FaustPublisher
 from stream_app.service.inflight import InOrder
 from stream_app.service.model_source import ModelSource
 from stream_app.service.processor import BatchProcessor, DecodedBatch, RawMessage
@@ -40,7 +39,7 @@ from stream_app.store.keys import Keys
 from stream_app.store.redis_store import RedisStore
 from stream_app.store.registry import ModelRegistry
 
-__all__ = ["FaustPublisher", "create_app", "faust_options", "raw_topic", "run_worker"]
+__all__ = ["create_app", "faust_options", "raw_topic", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -49,46 +48,6 @@ GC_THRESHOLD = 50_000
 
 #: The fetch wait faust-streaming 0.15 hard-codes for its consumer.
 FAUST_FETCH_MAX_WAIT_MS = 1500
-
-
-class FaustPublisher:
-    """Publish through the faust app's producer and wait for the broker's acknowledgement.
-
-    Messages go straight to the producer (already encoded JSON bytes): faust's per-message
-    topic machinery would cost more than the producer itself. Each topic is created, if
-    missing, before the first message goes to it.
-    """
-
-    def __init__(self, app: faust.App, changes: Any, dead_letters: Any) -> None:
-        self.app = app
-        self.changes = changes
-        self.dead_letters = dead_letters
-
-    async def publish_changes(self, changes: Sequence[SegmentChange]) -> None:
-        await self._send(self.changes, [(change.customer_id, change) for change in changes])
-
-    async def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        await self._send(self.dead_letters, [(letter.key, letter) for letter in letters])
-
-    async def _send(self, topic: Any, messages: Sequence[tuple[str | None, BaseModel]]) -> None:
-        if not messages:
-            return
-        await topic.maybe_declare()  # once per topic: faust remembers it is done
-        name = topic.get_topic_name()
-        send = self.app.producer.send
-        # Send all, then wait for every acknowledgement (the producer batches meanwhile).
-        futures = [
-            await send(
-                name,
-                key.encode() if key else None,
-                message.model_dump_json().encode(),
-                None,  # partition: by key
-                None,  # timestamp: now
-                None,  # headers
-            )
-            for key, message in messages
-        ]
-        await asyncio.gather(*futures)
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:

@@ -1,0 +1,54 @@
+"""Publish segment changes and dead letters through the faust app's producer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from pydantic import BaseModel
+
+from stream_app.core.events import DeadLetter, SegmentChange
+
+__all__ = ["FaustPublisher"]
+
+
+class FaustPublisher:
+    """Publish through the faust app's producer and wait for the broker's acknowledgement.
+
+    Messages go straight to the producer (already encoded JSON bytes): faust's per-message
+    topic machinery would cost more than the producer itself. Each topic is created, if
+    missing, before the first message goes to it.
+    """
+
+    def __init__(self, app: faust.App, changes: Any, dead_letters: Any) -> None:
+        self.app = app
+        self.changes = changes
+        self.dead_letters = dead_letters
+
+    async def publish_changes(self, changes: Sequence[SegmentChange]) -> None:
+        await self._send(self.changes, [(change.customer_id, change) for change in changes])
+
+    async def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        await self._send(self.dead_letters, [(letter.key, letter) for letter in letters])
+
+    async def _send(self, topic: Any, messages: Sequence[tuple[str | None, BaseModel]]) -> None:
+        if not messages:
+            return
+        await topic.maybe_declare()  # once per topic: faust remembers it is done
+        name = topic.get_topic_name()
+        send = self.app.producer.send
+        # Send all, then wait for every acknowledgement (the producer batches meanwhile).
+        futures = [
+            await send(
+                name,
+                key.encode() if key else None,
+                message.model_dump_json().encode(),
+                None,  # partition: by key
+                None,  # timestamp: now
+                None,  # headers
+            )
+            for key, message in messages
+        ]
+        await asyncio.gather(*futures)
