@@ -23,10 +23,11 @@ import numpy as np
 from model_training.data.synth import generate_transactions, write_transactions
 from model_training.model.artifact import load_model
 from model_training.pipeline import train
-from stream_app.core.events import DeadLetter, SegmentChange
+from stream_app.core.events import DeadLetter
 from stream_app.core.scoring import next_change_times, rfm_matrix
 from stream_app.core.state import CustomerState
 from stream_app.devtools.stack import LocalStack
+from stream_app.service.ports import ChangeMessage
 from stream_app.service.processor import BatchProcessor
 from stream_app.store.redis_store import RedisStore
 
@@ -38,7 +39,7 @@ class CountingPublisher:
     def __init__(self) -> None:
         self.changes = 0
 
-    async def publish_changes(self, changes: Sequence[SegmentChange]) -> None:
+    async def publish_changes(self, changes: Sequence[ChangeMessage]) -> None:
         self.changes += len(changes)
 
     async def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:

@@ -14,8 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from model_training.model.segmenter import RFMSegmenter
+from stream_app.core.effects import ItemDelta, OrderEffect
 from stream_app.core.events import DeadLetter, SegmentChange
-from stream_app.service.processor import RawMessage
+from stream_app.service.ports import ChangeMessage, RawMessage
 
 __all__ = [
     "V1",
@@ -27,6 +28,8 @@ __all__ = [
     "messages",
     "model_card",
     "order_event",
+    "purchase_effect",
+    "return_effect",
 ]
 
 #: Model version ids as :func:`model_training.model.artifact.make_version` writes them.
@@ -40,12 +43,14 @@ class MemoryPublisher:
 
     def __init__(self) -> None:
         self.changes: list[SegmentChange] = []
+        self.payloads: list[str] = []
         self.letters: list[DeadLetter] = []
         self.calls: list[str] = []
 
-    async def publish_changes(self, changes: Sequence[SegmentChange]) -> None:
+    async def publish_changes(self, changes: Sequence[ChangeMessage]) -> None:
         self.calls.append("changes")
-        self.changes.extend(changes)
+        self.changes.extend(message.change for message in changes)
+        self.payloads.extend(message.payload for message in changes)
 
     async def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         self.calls.append("dead_letters")
@@ -118,3 +123,23 @@ def messages(*values: bytes, first_offset: int = 0, partition: int = 3) -> list[
             key = b"k"
         batch.append(RawMessage(key, value, "orders", partition, number))
     return batch
+
+
+def purchase_effect(
+    event_id: str,
+    at: float,
+    *items: tuple[str, int, float],
+    customer: str = "c1",
+    country: str = "UK",
+) -> OrderEffect:
+    """A validated purchase of ``(stock code, units, unit price)`` lines at epoch ``at``."""
+    deltas = tuple(ItemDelta(sku, units, units * price) for sku, units, price in items)
+    return OrderEffect.of(customer, event_id, False, at, country, deltas)
+
+
+def return_effect(
+    event_id: str, at: float, *items: tuple[str, int, float], customer: str = "c1"
+) -> OrderEffect:
+    """A validated return of ``(stock code, units, unit price)`` lines at epoch ``at``."""
+    deltas = tuple(ItemDelta(sku, units, units * price) for sku, units, price in items)
+    return OrderEffect.of(customer, event_id, True, at, "UK", deltas)

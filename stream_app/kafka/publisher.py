@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
-from pydantic import BaseModel
 
-from stream_app.core.events import DeadLetter, SegmentChange
+from stream_app.core.events import DeadLetter
+from stream_app.service.ports import ChangeMessage
 
 __all__ = ["FaustPublisher"]
 
@@ -27,13 +27,18 @@ class FaustPublisher:
         self.changes = changes
         self.dead_letters = dead_letters
 
-    async def publish_changes(self, changes: Sequence[SegmentChange]) -> None:
-        await self._send(self.changes, [(change.customer_id, change) for change in changes])
+    async def publish_changes(self, changes: Sequence[ChangeMessage]) -> None:
+        # Serialised once, when recorded: the history entry and the message are the same text.
+        await self._send(
+            self.changes, [(message.change.customer_id, message.payload) for message in changes]
+        )
 
     async def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        await self._send(self.dead_letters, [(letter.key, letter) for letter in letters])
+        await self._send(
+            self.dead_letters, [(letter.key, letter.model_dump_json()) for letter in letters]
+        )
 
-    async def _send(self, topic: Any, messages: Sequence[tuple[str | None, BaseModel]]) -> None:
+    async def _send(self, topic: Any, messages: Sequence[tuple[str | None, str]]) -> None:
         if not messages:
             return
         await topic.maybe_declare()  # once per topic: faust remembers it is done
@@ -44,11 +49,11 @@ class FaustPublisher:
             await send(
                 name,
                 key.encode() if key else None,
-                message.model_dump_json().encode(),
+                payload.encode(),
                 None,  # partition: by key
                 None,  # timestamp: now
                 None,  # headers
             )
-            for key, message in messages
+            for key, payload in messages
         ]
         await asyncio.gather(*futures)

@@ -32,14 +32,15 @@ from model_training.model.refit import QualityGates
 from stream_app.kafka.publisher import FaustPublisher
 from stream_app.service.inflight import InOrder
 from stream_app.service.model_source import ModelSource
-from stream_app.service.processor import BatchProcessor, DecodedBatch, RawMessage
+from stream_app.service.ports import RawMessage
+from stream_app.service.processor import BatchProcessor, DecodedBatch
 from stream_app.service.retraining import Retrainer
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
 from stream_app.store.redis_store import RedisStore
 from stream_app.store.registry import ModelRegistry
 
-__all__ = ["create_app", "faust_options", "raw_topic", "run_worker"]
+__all__ = ["create_app", "faust_options", "raw_topic", "run_worker", "settle_garbage_collector"]
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def create_app(settings: Settings) -> faust.App:
         pending = await processor.announce_pending()
         if pending:
             log.info("published %d pending segment change(s)", pending)
-        _settle_garbage_collector()
+        settle_garbage_collector()
 
     @app.timer(interval=settings.model_refresh_s)
     async def refresh_model() -> None:
@@ -184,7 +185,7 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-def _settle_garbage_collector() -> None:
+def settle_garbage_collector() -> None:
     """Keep the collector off the long-lived start-up objects and run it less often.
 
     The hot path allocates many small short-lived objects. Freezing what start-up loaded

@@ -10,7 +10,7 @@ import pandas as pd
 
 from stream_app.core.scoring import SegmentModel, rfm_matrix
 from stream_app.core.state import CustomerState
-from stream_app.store.memory import CustomerStore
+from stream_app.service.ports import CustomerStore
 
 __all__ = [
     "EXPORT_COLUMNS",

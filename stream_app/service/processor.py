@@ -12,49 +12,26 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from stream_app.core.effects import OrderEffect, order_effect
-from stream_app.core.events import (
-    ClockEvent,
-    DeadLetter,
-    InvalidEvent,
-    SegmentChange,
-    parse_event,
-)
+from stream_app.core.events import ClockEvent, DeadLetter, InvalidEvent, SegmentChange, parse_event
 from stream_app.core.scoring import Reason, SegmentModel, score
 from stream_app.core.state import CustomerState
 from stream_app.exceptions import StoreUnavailableError
+from stream_app.service.ports import (
+    ChangeMessage,
+    CustomerStore,
+    Publisher,
+    RawMessage,
+    SegmentUpdate,
+)
 from stream_app.settings import Clock
-from stream_app.store.memory import CustomerStore, SegmentUpdate
 
-__all__ = ["BatchOutcome", "BatchProcessor", "DecodedBatch", "Publisher", "RawMessage"]
+__all__ = ["BatchOutcome", "BatchProcessor", "DecodedBatch"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class RawMessage:
-    """One message from the orders topic, as the broker delivered it."""
-
-    key: bytes | None
-    value: bytes
-    topic: str
-    partition: int
-    offset: int
-
-
-class Publisher(Protocol):
-    """Where segment changes and dead letters go. Returns once the broker has them."""
-
-    async def publish_changes(self, changes: Sequence[SegmentChange]) -> None:
-        """Publish segment changes keyed by customer id."""
-        ...
-
-    async def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        """Publish dead letters keyed like their source message."""
-        ...
 
 
 @dataclass
@@ -75,8 +52,25 @@ class BatchOutcome:
     applied: int = 0
     duplicates: int = 0
     dead_letters: int = 0
+    clock_events: int = 0
     changes: int = 0
     skipped_lines: dict[str, int] = field(default_factory=dict)
+    #: Store calls (each one round trip) the batch made.
+    round_trips: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """The service-wide counters this batch adds to."""
+        return {
+            "events": self.events,
+            "applied": self.applied,
+            "duplicates": self.duplicates,
+            "dead_letters": self.dead_letters,
+            "clock_events": self.clock_events,
+            "segment_changes": self.changes,
+            "batches": 1,
+            "batch_round_trips": self.round_trips,
+            **self.skipped_lines,
+        }
 
 
 class BatchProcessor:
@@ -149,48 +143,43 @@ class BatchProcessor:
         """Store, score and publish a decoded batch; return what it did.
 
         Bad events go to the dead-letter topic. Infrastructure errors are retried here rather
-        than raised: the batch is acknowledged once this returns.
+        than raised: the batch is acknowledged once this returns. In steady state a batch is
+        three round trips to the store: apply (which moves the clock and reads the touched
+        customers back), record the changes with the due times, and, once the changes are
+        published, clear their unannounced marks with the counters.
         """
-        effects, clock_times, letters = batch.effects, batch.clock_times, batch.dead_letters
-        outcome = BatchOutcome(events=batch.events)
-        outcome.dead_letters = len(letters)
+        effects, letters = batch.effects, batch.dead_letters
+        outcome = BatchOutcome(
+            events=batch.events, dead_letters=len(letters), clock_events=len(batch.clock_times)
+        )
         if letters:
             await self.publisher.publish_dead_letters(letters)
             log.warning("sent %d invalid event(s) to the dead-letter topic", len(letters))
-
-        if effects:
-            applied = await self._retry(self.store.apply, effects)
-            outcome.applied = sum(applied)
-            outcome.duplicates = len(applied) - outcome.applied
-            for effect in effects:
-                for name, count in (
-                    ("skipped_non_product_lines", effect.skipped_non_product),
-                    ("skipped_zero_price_lines", effect.skipped_zero_price),
-                ):
-                    if count:
-                        outcome.skipped_lines[name] = outcome.skipped_lines.get(name, 0) + count
-            now = await self._now([effect.occurred_at for effect in effects] + clock_times)
-            async with self._scoring:
-                # Read under the lock: a decay step may move a customer at any other time.
-                touched = list(dict.fromkeys(effect.customer_id for effect in effects))
-                fresh = await self._retry(self.store.load, touched)
-                states = [state for state in fresh if state is not None]
-                outcome.changes = await self._rescore(states, now, "order")
-        elif clock_times:
-            await self._now(clock_times)
-
-        await self._retry(
-            self.store.add_counters,
-            {
-                "events": outcome.events,
-                "applied": outcome.applied,
-                "duplicates": outcome.duplicates,
-                "dead_letters": outcome.dead_letters,
-                "clock_events": len(clock_times),
-                "segment_changes": outcome.changes,
-                **outcome.skipped_lines,
-            },
-        )
+        for effect in effects:
+            for name, count in (
+                ("skipped_non_product_lines", effect.skipped_non_product),
+                ("skipped_zero_price_lines", effect.skipped_zero_price),
+            ):
+                if count:
+                    outcome.skipped_lines[name] = outcome.skipped_lines.get(name, 0) + count
+        times = [effect.occurred_at for effect in effects] + batch.clock_times
+        clock_time = max(times) if times and self.clock is Clock.EVENT else None
+        announced: list[str] = []
+        # Apply under the lock too: a decay step may move a customer at any other time, and
+        # scoring must see the state this batch left.
+        async with self._scoring:
+            if effects or clock_time is not None:
+                result = await self._retry(self.store.apply, effects, clock_time)
+                outcome.round_trips += 1
+                outcome.applied = sum(result.applied)
+                outcome.duplicates = len(result.applied) - outcome.applied
+                if effects:
+                    now = time.time() if result.clock is None else result.clock
+                    announced, trips = await self._rescore(result.states, now, "order")
+                    outcome.changes = len(announced)
+                    outcome.round_trips += trips
+            outcome.round_trips += 1  # the call below
+            await self._retry(self.store.mark_announced, announced, outcome.counts())
         return outcome
 
     async def decay(self, limit: int = 1000, max_rounds: int = 100) -> int:
@@ -214,15 +203,12 @@ class BatchProcessor:
                     break
                 loaded = await self._retry(self.store.load, due)
                 states = [state for state in loaded if state is not None and state.has_rfm]
-                changes = await self._rescore(states, now, "recency")
-                # Scored customers got their next due time; the rest have none any more.
-                scored = {state.customer_id for state in states}
+                # Scored customers get their next due time; the rest have none any more.
+                announced, _ = await self._rescore(states, now, "recency", forget=due)
                 await self._retry(
-                    self.store.unschedule, [customer for customer in due if customer not in scored]
+                    self.store.mark_announced, announced, {"segment_changes": len(announced)}
                 )
             rescored += len(states)
-            if changes:
-                await self._retry(self.store.add_counters, {"segment_changes": changes})
         return rescored
 
     async def rescore_all(self, reason: Reason = "retrain", batch_size: int = 2000) -> int:
@@ -237,9 +223,11 @@ class BatchProcessor:
             # A state changed by an order since the scan read it fails the compare-and-set
             # when recorded; that order's own scoring already used the new model.
             async with self._scoring:
-                changed += await self._rescore(
+                announced, _ = await self._rescore(
                     [state for state in batch if state.has_rfm], now, reason
                 )
+                await self._retry(self.store.mark_announced, announced)
+            changed += len(announced)
         return changed
 
     async def current_time(self) -> float | None:
@@ -248,66 +236,76 @@ class BatchProcessor:
             return time.time()
         return await self._retry(self.store.clock)
 
-    async def _rescore(self, states: list[CustomerState], now: float, reason: Reason) -> int:
+    async def _rescore(
+        self,
+        states: list[CustomerState],
+        now: float,
+        reason: Reason,
+        forget: Sequence[str] = (),
+    ) -> tuple[list[str], int]:
         """Record, then publish, the segment changes of ``states`` at ``now``; schedule decay.
 
-        A change is published only once it is recorded (compare-and-set on the sequence), so
-        what consumers see is what the store holds. A recorded change stays marked
-        unannounced until published; a crash in between leaves the mark, and the next scoring
-        of that customer (a redelivered order, the decay step, a re-score) publishes it again,
-        with the same sequence number, so consumers can drop the repeat.
+        Returns the customers whose change was published (the caller clears their
+        unannounced marks) and the store calls made. A change is published only once it is
+        recorded (compare-and-set on the sequence), so what consumers see is what the store
+        holds. A recorded change stays marked unannounced until the caller clears the mark; a
+        crash in between leaves it, and the next scoring of that customer (a redelivered order,
+        the decay step, a re-score) publishes it again, with the same sequence number, so
+        consumers can drop the repeat. Customers in ``forget`` that get no due time are
+        unscheduled.
         """
         model = self.model()
         if model is None or not states:
-            return 0
-        await self._announce_pending([state for state in states if state.unannounced])
+            return [], 0
+        trips = await self._announce_pending([state for state in states if state.unannounced])
         changes, due = score(states, model, now, reason)
-        published: list[SegmentChange] = []
-        if changes:
-            updates = [
-                SegmentUpdate(
-                    customer_id=change.customer_id,
-                    segment=change.segment,
-                    previous_segment=change.previous_segment,
-                    since=now,
-                    model_version=change.model_version,
-                    sequence=change.sequence,
-                    history_entry=change.model_dump_json(),
-                    rfm=(
-                        change.rfm.recency_days,
-                        change.rfm.frequency,
-                        change.rfm.monetary,
-                    ),
-                )
-                for change in changes
-            ]
-            stored = await self._retry(self.store.record_each, updates)
-            # A change not stored lost a race with another writer, who publishes its own.
-            published = [change for change, ok in zip(changes, stored, strict=True) if ok]
-            if published:
-                await self.publisher.publish_changes(published)
-                await self._retry(
-                    self.store.mark_announced, [change.customer_id for change in published]
-                )
-        schedule = {
-            state.customer_id: when
+        messages = [ChangeMessage.of(change) for change in changes]
+        updates = [
+            SegmentUpdate(
+                customer_id=change.customer_id,
+                segment=change.segment,
+                previous_segment=change.previous_segment,
+                since=now,
+                model_version=change.model_version,
+                sequence=change.sequence,
+                history_entry=message.payload,
+                rfm=(change.rfm.recency_days, change.rfm.frequency, change.rfm.monetary),
+            )
+            for message in messages
+            for change in (message.change,)
+        ]
+        schedule: dict[str, float | None] = dict.fromkeys(forget)
+        schedule.update(
+            (state.customer_id, when)
             for state, when in zip(states, due, strict=True)
             if when is not None
-        }
-        await self._retry(self.store.schedule, schedule)
-        return len(published)
+        )
+        stored = await self._retry(self.store.record_each, updates, schedule)
+        # A change not stored lost a race with another writer, who publishes its own.
+        published = [message for message, ok in zip(messages, stored, strict=True) if ok]
+        if published:
+            await self.publisher.publish_changes(published)
+        return [message.change.customer_id for message in published], trips + 1
 
-    async def _announce_pending(self, states: list[CustomerState]) -> None:
-        """Publish the recorded-but-unpublished last change of these customers."""
+    async def _announce_pending(self, states: list[CustomerState]) -> int:
+        """Publish the recorded-but-unpublished last change of these customers.
+
+        Returns the store calls made (none when nothing is pending, as in steady state).
+        """
         if not states:
-            return
+            return 0
         ids = [state.customer_id for state in states]
         entries = await self._retry(self.store.last_changes, ids)
-        changes = [SegmentChange.model_validate_json(entry) for entry in entries if entry]
-        if changes:
-            await self.publisher.publish_changes(changes)
-            log.info("published %d change(s) recorded before a restart", len(changes))
+        messages = [
+            ChangeMessage(SegmentChange.model_validate_json(entry), entry)
+            for entry in entries
+            if entry
+        ]
+        if messages:
+            await self.publisher.publish_changes(messages)
+            log.info("published %d change(s) recorded before a restart", len(messages))
         await self._retry(self.store.mark_announced, ids)
+        return 2
 
     async def announce_pending(self, batch_size: int = 5000) -> int:
         """Publish every change recorded but not yet published (run at start-up)."""
@@ -319,11 +317,6 @@ class BatchProcessor:
                     await self._announce_pending(pending)
                 count += len(pending)
         return count
-
-    async def _now(self, times: Sequence[float]) -> float:
-        if self.clock is Clock.WALL:
-            return time.time()
-        return await self._retry(self.store.advance_clock, max(times))
 
     async def _retry(self, call: Callable[..., Awaitable[T]], *args: Any) -> T:
         delay = self.retry_delay_s

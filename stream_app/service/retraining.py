@@ -26,7 +26,7 @@ from model_training.model.artifact import LoadedModel
 from model_training.model.refit import QualityGates, retrain
 from stream_app.core.scoring import rfm_matrix
 from stream_app.service.export import customers_with_rfm
-from stream_app.store.memory import CustomerStore
+from stream_app.service.ports import CustomerStore
 from stream_app.store.registry import ModelRegistry
 
 __all__ = ["Retrainer", "rfm_snapshot"]

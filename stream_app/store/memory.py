@@ -1,112 +1,15 @@
-"""The customer-state store: one seam, a Redis implementation and an in-memory one."""
+"""The customer-state store in memory, for unit tests and tools: the Redis store's behaviour."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import replace
 
 from stream_app.core.effects import OrderEffect
 from stream_app.core.state import CustomerState, apply_effect
+from stream_app.service.ports import DUE_LEASE_S, AppliedBatch, SegmentUpdate
 
-__all__ = ["CustomerStore", "MemoryStore", "SegmentUpdate"]
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentUpdate:
-    """Record that a customer is now in ``segment`` (after the change event was published)."""
-
-    customer_id: str
-    segment: str
-    previous_segment: str | None
-    since: float
-    model_version: str
-    sequence: int
-    history_entry: str  # the published change, JSON
-    rfm: tuple[int, int, float] | None = None  # the RFM the segment was assigned at
-
-
-class CustomerStore(Protocol):
-    """Where per-customer RFM state lives. Every method batches its round trips."""
-
-    async def apply(self, effects: Sequence[OrderEffect]) -> list[bool]:
-        """Apply each event once, atomically per event, in order.
-
-        Returns, for each event, whether it was applied now (False: it had been before).
-        """
-        ...
-
-    async def record_each(self, updates: Sequence[SegmentUpdate]) -> list[bool]:
-        """Store new segments, skipping an update whose ``previous_segment`` or sequence is
-        stale; say for each update whether it was stored.
-
-        A stored change is marked unannounced until :meth:`mark_announced`.
-        """
-        ...
-
-    async def mark_announced(self, customer_ids: Sequence[str]) -> None:
-        """Clear the unannounced mark: the customers' last changes are published."""
-        ...
-
-    async def last_changes(self, customer_ids: Sequence[str]) -> list[str | None]:
-        """Each customer's last recorded change (JSON), or None."""
-        ...
-
-    async def get(self, customer_id: str) -> CustomerState | None:
-        """The full state of one customer (items and applied event ids included)."""
-        ...
-
-    async def load(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
-        """Several customers' states (without items and event ids), in one round trip."""
-        ...
-
-    async def schedule(self, due: Mapping[str, float]) -> None:
-        """Set when (stream clock) each customer's segment is next due to change."""
-        ...
-
-    async def pop_due(self, now: float, limit: int, lease_s: float = 3600.0) -> list[str]:
-        """Take up to ``limit`` customers due by ``now``; each is taken by one caller only.
-
-        Taken customers come due again at ``now + lease_s`` unless rescheduled (or
-        unscheduled) before: a caller that dies loses nobody.
-        """
-        ...
-
-    async def unschedule(self, customer_ids: Sequence[str]) -> None:
-        """Forget the due times of these customers."""
-        ...
-
-    async def due_count(self, until: float | None = None) -> int:
-        """How many customers are scheduled (due by ``until``, if given)."""
-        ...
-
-    def scan(self, batch_size: int = 1000) -> AsyncIterator[list[CustomerState]]:
-        """Every customer's state, in batches, without items and event ids."""
-        ...
-
-    async def put(self, states: Sequence[CustomerState]) -> None:
-        """Write whole states (items and applied event ids included), replacing what is there."""
-        ...
-
-    async def advance_clock(self, event_time: float) -> float:
-        """Move the event-time clock forward to ``event_time`` (never back); return it."""
-        ...
-
-    async def clock(self) -> float | None:
-        """The event-time clock: the largest event time seen, or None."""
-        ...
-
-    async def add_counters(self, counts: Mapping[str, int]) -> None:
-        """Add to the service-wide counters."""
-        ...
-
-    async def counters(self) -> dict[str, int]:
-        """The service-wide counters."""
-        ...
-
-    async def history(self, customer_id: str) -> list[str]:
-        """The customer's recent segment changes, newest first, as JSON texts."""
-        ...
+__all__ = ["MemoryStore"]
 
 
 class MemoryStore:
@@ -120,26 +23,39 @@ class MemoryStore:
         self._counters: dict[str, int] = {}
         self._max_history = max_history
 
-    async def apply(self, effects: Sequence[OrderEffect]) -> list[bool]:
-        results = []
+    async def apply(
+        self, effects: Sequence[OrderEffect], clock_time: float | None = None
+    ) -> AppliedBatch:
+        applied = []
         for effect in effects:
             before = self._states.get(effect.customer_id) or CustomerState(effect.customer_id)
-            after, applied = apply_effect(before, effect)
+            after, new = apply_effect(before, effect)
             self._states[effect.customer_id] = after
-            results.append(applied)
-        return results
+            applied.append(new)
+        touched = dict.fromkeys(effect.customer_id for effect in effects)
+        states = [
+            replace(self._states[customer], items={}, orders=frozenset()) for customer in touched
+        ]
+        clock = None if clock_time is None else await self.advance_clock(clock_time)
+        return AppliedBatch(applied, states, clock)
 
-    async def mark_announced(self, customer_ids: Sequence[str]) -> None:
+    async def mark_announced(
+        self, customer_ids: Sequence[str], counts: Mapping[str, int] | None = None
+    ) -> None:
         for customer in customer_ids:
             state = self._states.get(customer)
             if state is not None:
                 self._states[customer] = replace(state, unannounced=False)
+        if counts:
+            await self.add_counters(counts)
 
     async def last_changes(self, customer_ids: Sequence[str]) -> list[str | None]:
         entries = [self._history.get(customer) for customer in customer_ids]
         return [history[0] if history else None for history in entries]
 
-    async def record_each(self, updates: Sequence[SegmentUpdate]) -> list[bool]:
+    async def record_each(
+        self, updates: Sequence[SegmentUpdate], due: Mapping[str, float | None] | None = None
+    ) -> list[bool]:
         stored: list[bool] = []
         for update in updates:
             state = self._states.get(update.customer_id) or CustomerState(update.customer_id)
@@ -159,6 +75,11 @@ class MemoryStore:
             entries.insert(0, update.history_entry)
             del entries[self._max_history :]
             stored.append(True)
+        for customer, when in (due or {}).items():
+            if when is None:
+                self._due.pop(customer, None)
+            else:
+                self._due[customer] = when
         return stored
 
     async def get(self, customer_id: str) -> CustomerState | None:
@@ -174,7 +95,7 @@ class MemoryStore:
     async def schedule(self, due: Mapping[str, float]) -> None:
         self._due.update(due)
 
-    async def pop_due(self, now: float, limit: int, lease_s: float = 3600.0) -> list[str]:
+    async def pop_due(self, now: float, limit: int, lease_s: float = DUE_LEASE_S) -> list[str]:
         ready = sorted((time, customer) for customer, time in self._due.items() if time <= now)
         taken = [customer for _, customer in ready[:limit]]
         for customer in taken:
@@ -207,7 +128,8 @@ class MemoryStore:
 
     async def add_counters(self, counts: Mapping[str, int]) -> None:
         for name, value in counts.items():
-            self._counters[name] = self._counters.get(name, 0) + value
+            if value:
+                self._counters[name] = self._counters.get(name, 0) + value
 
     async def counters(self) -> dict[str, int]:
         return dict(self._counters)

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
-from importlib.resources import files
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from stream_app.core.effects import OrderEffect
 from stream_app.core.state import CustomerState, ItemTotals
-from stream_app.exceptions import StoreUnavailableError
+from stream_app.service.ports import DUE_LEASE_S, AppliedBatch, SegmentUpdate
 from stream_app.store.keys import Keys
-from stream_app.store.memory import SegmentUpdate
+from stream_app.store.packing import packed_pool
+from stream_app.store.round_trip import RoundTrip, Script, call, lua_script
 
 __all__ = ["RedisStore", "decode_state"]
 
 T = TypeVar("T")
 
-#: The state fields apply.lua returns, in its order.
+#: The state fields apply.lua and load_states.lua read back, in this order.
 _FIELDS = (
     "frequency",
     "spent",
@@ -41,21 +40,9 @@ _FIELDS = (
 )
 
 
-def _script(name: str) -> str:
-    return files("stream_app.store").joinpath("lua", name).read_text()
-
-
 def decode_state(customer_id: str, fields: Mapping[str, str | None]) -> CustomerState:
     """Build a :class:`CustomerState` (without items and event ids) from its Redis hash."""
     return _from_row(customer_id, [fields.get(name) for name in _FIELDS])
-
-
-async def _call(call: Awaitable[T]) -> T:
-    """Await one Redis call, turning redis-py's errors into ours (which the worker retries)."""
-    try:
-        return await call
-    except RedisError as exc:
-        raise StoreUnavailableError(f"Redis call failed: {exc}") from exc
 
 
 def _number(value: str | None) -> float | None:
@@ -113,7 +100,9 @@ def _record_row(update: SegmentUpdate) -> tuple[Any, ...]:
 
 
 class RedisStore:
-    """Customer state in Redis, laid out as DESIGN.md fixes it.
+    """Customer state in Redis, laid out as docs/design.md describes it.
+
+    Every public method is one round trip (one pipeline, however many chunks it holds).
 
     Parameters
     ----------
@@ -131,12 +120,12 @@ class RedisStore:
         self.keys = keys
         self.max_history = max_history
         self.chunk_size = chunk_size
-        self._apply = client.register_script(_script("apply.lua"))
-        self._record = client.register_script(_script("record_segment.lua"))
-        self._clock = client.register_script(_script("advance_clock.lua"))
-        self._pop_due = client.register_script(_script("pop_due.lua"))
-        self._load = client.register_script(_script("load_states.lua"))
-        self._mark_announced = client.register_script(_script("mark_announced.lua"))
+        self._apply = lua_script(client, "apply.lua")
+        self._record = lua_script(client, "record_segment.lua")
+        self._clock = lua_script(client, "advance_clock.lua")
+        self._pop_due = lua_script(client, "pop_due.lua")
+        self._load = lua_script(client, "load_states.lua")
+        self._mark_announced = lua_script(client, "mark_announced.lua")
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "rfm") -> RedisStore:
@@ -144,7 +133,7 @@ class RedisStore:
 
         Use it as ``async with RedisStore.from_url(...) as store:`` to close it after use.
         """
-        client = aioredis.Redis.from_url(url, decode_responses=True)
+        client = aioredis.Redis.from_pool(packed_pool(url, decode_responses=True))
         return cls(client, Keys(prefix))
 
     async def close(self) -> None:
@@ -159,34 +148,81 @@ class RedisStore:
 
     async def ping(self) -> None:
         """Check that Redis answers."""
-        await _call(self.client.ping())
+        await call(self.client.ping())
 
-    async def apply(self, effects: Sequence[OrderEffect]) -> list[bool]:
+    async def apply(
+        self, effects: Sequence[OrderEffect], clock_time: float | None = None
+    ) -> AppliedBatch:
         keys = self.keys
 
         def keys_of(effect: OrderEffect) -> tuple[str, str, str]:
             customer = effect.customer_id
             return keys.state(customer), keys.orders(customer), keys.items(customer)
 
+        trip = RoundTrip(self.client)
         # One script call per chunk of events: far fewer commands to pack and parse than one
-        # call per event, and each event is still applied once and atomically.
-        replies = await self._in_chunks(
-            self._apply, effects, keys_of, lambda chunk: [json.dumps(list(map(_apply_row, chunk)))]
+        # call per event, and each event is still applied once and atomically. Each call reads
+        # back its customers' states, and the clock moves in the same round trip.
+        chunks = self._queue_chunks(
+            trip,
+            self._apply,
+            effects,
+            keys_of,
+            lambda chunk: [json.dumps(list(map(_apply_row, chunk))), *_FIELDS],
         )
-        return [reply == 1 for chunk in replies for reply in chunk]
+        if clock_time is not None:
+            trip.script(self._clock, [keys.clock], [repr(clock_time)])
+        replies = await trip.execute()
+        applied: list[bool] = []
+        states: dict[str, CustomerState | None] = {}
+        for chunk, (flags, rows) in zip(chunks, replies, strict=False):
+            applied.extend(flag == 1 for flag in flags)
+            customers = dict.fromkeys(effect.customer_id for effect in chunk)
+            for customer, row in zip(customers, rows, strict=True):
+                # A later chunk read the customer after more of their events: it wins.
+                states[customer] = _from_row(customer, row) if any(row) else None
+        return AppliedBatch(
+            applied,
+            [state for state in states.values() if state is not None],
+            float(replies[-1]) if clock_time is not None else None,
+        )
 
-    async def record_each(self, updates: Sequence[SegmentUpdate]) -> list[bool]:
+    async def record_each(
+        self, updates: Sequence[SegmentUpdate], due: Mapping[str, float | None] | None = None
+    ) -> list[bool]:
         keys = self.keys
-        replies = await self._in_chunks(
+        trip = RoundTrip(self.client)
+        chunks = self._queue_chunks(
+            trip,
             self._record,
             updates,
             lambda update: (keys.state(update.customer_id), keys.history(update.customer_id)),
             lambda chunk: [self.max_history, json.dumps(list(map(_record_row, chunk)))],
         )
-        return [reply == 1 for chunk in replies for reply in chunk]
+        if due:
+            times = [
+                value
+                for customer, when in due.items()
+                if when is not None
+                for value in (repr(when), customer)
+            ]
+            gone = [customer for customer, when in due.items() if when is None]
+            if times:
+                trip.command("ZADD", keys.due, *times)
+            if gone:
+                trip.command("ZREM", keys.due, *gone)
+        replies = await trip.execute()
+        return [reply == 1 for chunk in replies[: len(chunks)] for reply in chunk]
 
-    async def mark_announced(self, customer_ids: Sequence[str]) -> None:
-        await self._in_chunks(self._mark_announced, customer_ids, self._state_key)
+    async def mark_announced(
+        self, customer_ids: Sequence[str], counts: Mapping[str, int] | None = None
+    ) -> None:
+        trip = RoundTrip(self.client)
+        self._queue_chunks(trip, self._mark_announced, customer_ids, self._state_key)
+        for name, value in (counts or {}).items():
+            if value:
+                trip.command("HINCRBY", self.keys.counters, name, value)
+        await trip.execute()
 
     async def last_changes(self, customer_ids: Sequence[str]) -> list[str | None]:
         if not customer_ids:
@@ -219,7 +255,7 @@ class RedisStore:
         pattern = self.keys.state_pattern()
         cursor = 0
         while True:
-            cursor, names = await _call(self.client.scan(cursor, match=pattern, count=batch_size))
+            cursor, names = await call(self.client.scan(cursor, match=pattern, count=batch_size))
             if names:
                 loaded = await self.load([self.keys.customer_of(name) for name in names])
                 yield [state for state in loaded if state is not None]
@@ -272,41 +308,39 @@ class RedisStore:
         await self._execute(pipe)
 
     async def load(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
-        replies = await self._in_chunks(
-            self._load, customer_ids, self._state_key, lambda chunk: _FIELDS
-        )
+        if not customer_ids:
+            return []
+        trip = RoundTrip(self.client)
+        self._queue_chunks(trip, self._load, customer_ids, self._state_key, lambda _: _FIELDS)
+        rows = (row for chunk in await trip.execute() for row in chunk)
         return [
-            _from_row(customer, reply) if any(value is not None for value in reply) else None
-            for customer, reply in zip(
-                customer_ids, (reply for chunk in replies for reply in chunk), strict=True
-            )
+            _from_row(customer, row) if any(value is not None for value in row) else None
+            for customer, row in zip(customer_ids, rows, strict=True)
         ]
 
     async def schedule(self, due: Mapping[str, float]) -> None:
         if due:
-            await _call(self.client.zadd(self.keys.due, dict(due)))
+            await call(self.client.zadd(self.keys.due, dict(due)))
 
-    async def pop_due(self, now: float, limit: int, lease_s: float = 3600.0) -> list[str]:
-        ids: list[str] = await _call(
-            self._pop_due(keys=[self.keys.due], args=[repr(now), limit, repr(lease_s)])
-        )
+    async def pop_due(self, now: float, limit: int, lease_s: float = DUE_LEASE_S) -> list[str]:
+        ids: list[str] = await self._pop_due([self.keys.due], [repr(now), limit, repr(lease_s)])
         return ids
 
     async def unschedule(self, customer_ids: Sequence[str]) -> None:
         if customer_ids:
-            await _call(self.client.zrem(self.keys.due, *customer_ids))
+            await call(self.client.zrem(self.keys.due, *customer_ids))
 
     async def due_count(self, until: float | None = None) -> int:
         top = "+inf" if until is None else repr(until)
-        count: int = await _call(self.client.zcount(self.keys.due, "-inf", top))
+        count: int = await call(self.client.zcount(self.keys.due, "-inf", top))
         return count
 
     async def advance_clock(self, event_time: float) -> float:
-        value = await _call(self._clock(keys=[self.keys.clock], args=[repr(event_time)]))
+        value = await self._clock([self.keys.clock], [repr(event_time)])
         return float(value)
 
     async def clock(self) -> float | None:
-        value = await _call(self.client.get(self.keys.clock))
+        value = await call(self.client.get(self.keys.clock))
         return float(value) if value is not None else None
 
     async def add_counters(self, counts: Mapping[str, int]) -> None:
@@ -317,40 +351,38 @@ class RedisStore:
         await self._execute(pipe)
 
     async def counters(self) -> dict[str, int]:
-        raw: dict[str, str] = await _call(self.client.hgetall(self.keys.counters))
+        raw: dict[str, str] = await call(self.client.hgetall(self.keys.counters))
         return {name: int(value) for name, value in raw.items()}
 
     async def history(self, customer_id: str) -> list[str]:
-        entries: list[str] = await _call(self.client.lrange(self.keys.history(customer_id), 0, -1))
+        entries: list[str] = await call(self.client.lrange(self.keys.history(customer_id), 0, -1))
         return entries
 
     def _state_key(self, customer_id: str) -> tuple[str]:
         return (self.keys.state(customer_id),)
 
-    async def _in_chunks(
+    def _queue_chunks(
         self,
-        script: Any,
+        trip: RoundTrip,
+        script: Script,
         items: Sequence[T],
         keys_of: Callable[[T], Sequence[str]],
         args_of: Callable[[Sequence[T]], Sequence[Any]] = lambda chunk: (),
-    ) -> list[Any]:
-        """Run ``script`` once per chunk of ``items``, all in one round trip.
+    ) -> list[Sequence[T]]:
+        """Queue ``script`` once per chunk of ``items``; return the chunks.
 
-        ``keys_of`` gives each item's keys, ``args_of`` a chunk's arguments. Returns the
-        script's replies, one per chunk.
+        ``keys_of`` gives each item's keys, ``args_of`` a chunk's arguments. The round trip's
+        replies then begin with the script's replies, one per chunk.
         """
-        if not items:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for first in range(0, len(items), self.chunk_size):
-            chunk = items[first : first + self.chunk_size]
-            keys = [key for item in chunk for key in keys_of(item)]
-            await script(keys=keys, args=args_of(chunk), client=pipe)
-        return await self._execute(pipe)
+        size = self.chunk_size
+        chunks = [items[first : first + size] for first in range(0, len(items), size)]
+        for chunk in chunks:
+            trip.script(script, [key for item in chunk for key in keys_of(item)], args_of(chunk))
+        return chunks
 
     async def _execute(self, pipe: Any) -> list[Any]:
         try:
-            replies: list[Any] = await _call(pipe.execute())
+            replies: list[Any] = await call(pipe.execute())
         finally:
             # Give the connection back to the pool even when the call failed.
             await pipe.reset()

@@ -3,8 +3,11 @@
 -- set and per-stock-code items hash (one hash tag). ARGV[1]: a JSON array with, per event,
 -- [event_id, is_return (0/1), occurred_at (epoch s, text), country, total value (text),
 -- stock codes, units per stock code, and for returns their values (else an empty array)].
+-- ARGV[2..]: the state fields to read back.
 -- Events are applied in order; the whole call is atomic.
--- Returns, per event, 1 if it was applied and 0 if it had been applied before.
+-- Returns {applied, states}: per event, 1 if it was applied and 0 if it had been applied
+-- before; then, per customer in the order they first appear, the state fields after the call
+-- (what scoring needs, so that no second call reads them back).
 
 local function matched(bought, returned, value)
   if returned <= 0 then return 0 end
@@ -96,4 +99,12 @@ for e = 1, #events do
   results[e] = apply(KEYS[k], KEYS[k + 1], KEYS[k + 2], event[1], event[2] == 1,
     event[3], event[4], event[5], event[6], event[7], event[8])
 end
-return results
+local fields, states, seen = {unpack(ARGV, 2)}, {}, {}
+for e = 1, #events do
+  local state = KEYS[3 * e - 2]
+  if not seen[state] then
+    seen[state] = true
+    states[#states + 1] = redis.call('HMGET', state, unpack(fields))
+  end
+end
+return {results, states}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -13,9 +13,10 @@ import pytest
 from stream_app.core.events import SegmentChange
 from stream_app.core.scoring import SegmentModel
 from stream_app.exceptions import StoreUnavailableError
+from stream_app.service.ports import ChangeMessage, SegmentUpdate
 from stream_app.service.processor import BatchProcessor, RawMessage
 from stream_app.settings import Clock
-from stream_app.store.memory import MemoryStore, SegmentUpdate
+from stream_app.store.memory import MemoryStore
 from tests.fakes import FrequencyModel, MemoryPublisher
 
 DAY = 86_400
@@ -30,12 +31,14 @@ class FlakyStore(MemoryStore):
         self.error = error or StoreUnavailableError("redis went away")
         self.record_calls = 0
 
-    async def record_each(self, updates: Sequence[SegmentUpdate]) -> list[bool]:
+    async def record_each(
+        self, updates: Sequence[SegmentUpdate], due: Mapping[str, float | None] | None = None
+    ) -> list[bool]:
         self.record_calls += 1
         if self.failures > 0:
             self.failures -= 1
             raise self.error
-        return await super().record_each(updates)
+        return await super().record_each(updates, due)
 
 
 def when(day: int, hour: int = 10) -> datetime:
@@ -197,9 +200,9 @@ async def test_changes_are_recorded_before_they_are_published() -> None:
     seen_at_publish: list[str | None] = []
 
     class CheckingPublisher(MemoryPublisher):
-        async def publish_changes(self, changes: Sequence[SegmentChange]) -> None:
-            for change in changes:
-                state = await store.get(change.customer_id)
+        async def publish_changes(self, changes: Sequence[ChangeMessage]) -> None:
+            for message in changes:
+                state = await store.get(message.change.customer_id)
                 assert state is not None
                 seen_at_publish.append(state.segment)
             await super().publish_changes(changes)
@@ -252,7 +255,7 @@ async def test_change_recorded_but_not_published_is_published_on_redelivery() ->
     class CrashingPublisher(MemoryPublisher):
         crashes = 1
 
-        async def publish_changes(self, changes: Sequence[SegmentChange]) -> None:
+        async def publish_changes(self, changes: Sequence[ChangeMessage]) -> None:
             if self.crashes:
                 self.crashes -= 1
                 raise RuntimeError("worker killed")
@@ -313,7 +316,7 @@ async def test_without_a_model_state_is_kept_and_nothing_is_published() -> None:
     assert (state.frequency, state.monetary, state.segment) == (2, 20.0, None)
     assert await store.clock() == when(2).timestamp()
     counters = await store.counters()
-    assert counters["segment_changes"] == 0
+    assert counters.get("segment_changes", 0) == 0
 
 
 async def test_model_arriving_later_scores_on_the_next_event() -> None:
@@ -341,3 +344,31 @@ async def test_wall_clock_uses_the_machine_time() -> None:
     assert change.rfm.recency_days in (expected - 1, expected)
     # The event clock is left alone.
     assert await store.clock() is None
+
+
+async def test_a_batch_is_three_store_calls_and_counts_them() -> None:
+    processor, store, publisher = make()
+    first = await processor.handle(batch(order("1", "a", 1), order("2", "b", 1)))
+    assert (first.changes, first.round_trips) == (2, 3)  # apply, record, mark announced
+    quiet = await processor.handle(
+        batch(order("3", "c", 1, lines=[{"sku": "POST", "quantity": 1, "unit_price": 5.0}]))
+    )
+    assert (quiet.changes, quiet.round_trips) == (0, 3)
+    clock_only = await processor.handle(
+        batch(json.dumps({"kind": "clock", "occurred_at": when(3).isoformat()}).encode())
+    )
+    assert clock_only.round_trips == 2  # apply (the clock), counters
+    counters = await store.counters()
+    assert counters["batches"] == 3
+    assert counters["batch_round_trips"] == 3 + 3 + 2
+    assert counters["clock_events"] == 1
+    assert len(publisher.payloads) == 2
+
+
+async def test_each_change_is_serialised_once_for_history_and_topic() -> None:
+    processor, store, publisher = make()
+    await processor.handle(batch(order("1", "a", 1)))
+    assert publisher.payloads == await store.history("a")
+    assert [
+        SegmentChange.model_validate_json(text) for text in publisher.payloads
+    ] == publisher.changes

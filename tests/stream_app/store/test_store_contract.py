@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stream_app.core.effects import ItemDelta, OrderEffect
+from stream_app.core.effects import OrderEffect
 from stream_app.core.state import CustomerState, ItemTotals
-from stream_app.store.memory import MemoryStore, SegmentUpdate
+from stream_app.service.ports import SegmentUpdate
+from stream_app.store.memory import MemoryStore
 from stream_app.store.redis_store import RedisStore
+from tests.fakes import purchase_effect, return_effect
 
 Store = MemoryStore | RedisStore
 
@@ -26,15 +28,13 @@ def purchase(
     customer: str = "c1",
     country: str = "UK",
 ) -> OrderEffect:
-    deltas = tuple(ItemDelta(sku, units, units * price) for sku, units, price in items)
-    return OrderEffect.of(customer, event_id, False, at(day), country, deltas)
+    return purchase_effect(event_id, at(day), *items, customer=customer, country=country)
 
 
 def ret(
     event_id: str, day: int, *items: tuple[str, int, float], customer: str = "c1"
 ) -> OrderEffect:
-    deltas = tuple(ItemDelta(sku, units, units * price) for sku, units, price in items)
-    return OrderEffect.of(customer, event_id, True, at(day), "UK", deltas)
+    return return_effect(event_id, at(day), *items, customer=customer)
 
 
 def rfm_of(state: CustomerState | None) -> tuple[int, float, float | None, float | None, str]:
@@ -49,7 +49,7 @@ def rfm_of(state: CustomerState | None) -> tuple[int, float, float | None, float
 
 
 async def test_purchase_builds_state(store: Store) -> None:
-    assert await store.apply([purchase("1", 3, ("A", 2, 1.5), ("B", 1, 10.0))]) == [True]
+    assert (await store.apply([purchase("1", 3, ("A", 2, 1.5), ("B", 1, 10.0))])).applied == [True]
     state = await store.get("c1")
     assert state is not None
     assert (state.frequency, state.monetary) == (1, 13.0)
@@ -60,7 +60,7 @@ async def test_redelivered_event_changes_nothing(store: Store) -> None:
     event = purchase("1", 3, ("A", 2, 1.5))
     await store.apply([event])
     again = await store.apply([event, event])
-    assert again == [False, False]
+    assert again.applied == [False, False]
     assert rfm_of(await store.get("c1")) == (1, 3.0, at(3), at(3), "UK")
 
 
@@ -177,7 +177,7 @@ async def test_put_writes_whole_states(store: Store) -> None:
     assert expected is not None
     await store.put([expected])
     assert await store.get("c1") == expected
-    assert await store.apply([purchase("1", 3, ("A", 2, 1.5))]) == [False]
+    assert (await store.apply([purchase("1", 3, ("A", 2, 1.5))])).applied == [False]
 
 
 async def test_returns_still_match_after_a_bulk_load(store: Store) -> None:

@@ -1,0 +1,201 @@
+"""The seams the service layer depends on: the customer-state store and the publisher.
+
+Only Protocols and the plain data they exchange live here. The Redis store
+(:mod:`stream_app.store.redis_store`) and the in-memory store (:mod:`stream_app.store.memory`)
+implement :class:`CustomerStore`; the faust publisher (:mod:`stream_app.kafka.publisher`)
+implements :class:`Publisher`. One contract test suite runs against both stores.
+
+Every store method is one round trip to the store, so the processor's cost in round trips is
+the number of store calls it makes: three per batch of orders in steady state (apply, record,
+mark announced).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from stream_app.core.effects import OrderEffect
+from stream_app.core.events import DeadLetter, SegmentChange
+from stream_app.core.state import CustomerState
+
+__all__ = [
+    "DUE_LEASE_S",
+    "AppliedBatch",
+    "ChangeMessage",
+    "CustomerStore",
+    "Publisher",
+    "RawMessage",
+    "SegmentUpdate",
+]
+
+#: How long (stream-clock seconds) a customer taken from the due set stays leased to the
+#: caller that took them: if it dies before rescheduling them, they come due again after this.
+DUE_LEASE_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One message from the orders topic, as the broker delivered it."""
+
+    key: bytes | None
+    value: bytes
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeMessage:
+    """A segment change and its JSON text, serialised once for the history and the topic."""
+
+    change: SegmentChange
+    payload: str
+
+    @classmethod
+    def of(cls, change: SegmentChange) -> ChangeMessage:
+        """Serialise ``change``."""
+        return cls(change, change.model_dump_json())
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentUpdate:
+    """Record that a customer is now in ``segment``.
+
+    Recorded *before* the change is published, and marked unannounced until
+    :meth:`CustomerStore.mark_announced`: a crash in between leaves the mark, and the change is
+    published again (with the same sequence number) the next time the customer is scored.
+    """
+
+    customer_id: str
+    segment: str
+    previous_segment: str | None
+    since: float
+    model_version: str
+    sequence: int
+    history_entry: str  # the change as published, JSON
+    rfm: tuple[int, int, float] | None = None  # the RFM the segment was assigned at
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedBatch:
+    """What :meth:`CustomerStore.apply` did.
+
+    Attributes
+    ----------
+    applied
+        Per event, whether it was applied now (False: it had been before).
+    states
+        The touched customers' states after the batch (without items and event ids), in the
+        order each customer first appears in the batch: what scoring needs.
+    clock
+        The event-time clock after the batch (None if no clock time was given).
+    """
+
+    applied: list[bool]
+    states: list[CustomerState]
+    clock: float | None
+
+
+class CustomerStore(Protocol):
+    """Where per-customer RFM state lives. Every method is one round trip."""
+
+    async def apply(
+        self, effects: Sequence[OrderEffect], clock_time: float | None = None
+    ) -> AppliedBatch:
+        """Apply each event once, atomically per event, in order; move the clock; read back.
+
+        ``clock_time`` moves the event-time clock forward to it (never back).
+        """
+        ...
+
+    async def record_each(
+        self, updates: Sequence[SegmentUpdate], due: Mapping[str, float | None] | None = None
+    ) -> list[bool]:
+        """Store new segments and due times; say for each update whether it was stored.
+
+        An update whose ``previous_segment`` or sequence is stale is skipped (compare-and-set).
+        A stored change is marked unannounced until :meth:`mark_announced`. ``due`` sets when
+        (stream clock) each customer's segment is next due to change; None forgets it.
+        """
+        ...
+
+    async def mark_announced(
+        self, customer_ids: Sequence[str], counts: Mapping[str, int] | None = None
+    ) -> None:
+        """Clear the unannounced mark (the customers' last changes are published) and add
+        ``counts`` to the service-wide counters."""
+        ...
+
+    async def last_changes(self, customer_ids: Sequence[str]) -> list[str | None]:
+        """Each customer's last recorded change (JSON), or None."""
+        ...
+
+    async def get(self, customer_id: str) -> CustomerState | None:
+        """The full state of one customer (items and applied event ids included)."""
+        ...
+
+    async def load(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
+        """Several customers' states (without items and event ids)."""
+        ...
+
+    async def schedule(self, due: Mapping[str, float]) -> None:
+        """Set when (stream clock) each customer's segment is next due to change."""
+        ...
+
+    async def pop_due(self, now: float, limit: int, lease_s: float = DUE_LEASE_S) -> list[str]:
+        """Take up to ``limit`` customers due by ``now``; each is taken by one caller only.
+
+        Taken customers come due again at ``now + lease_s`` unless rescheduled (or
+        unscheduled) before: a caller that dies loses nobody.
+        """
+        ...
+
+    async def unschedule(self, customer_ids: Sequence[str]) -> None:
+        """Forget the due times of these customers."""
+        ...
+
+    async def due_count(self, until: float | None = None) -> int:
+        """How many customers are scheduled (due by ``until``, if given)."""
+        ...
+
+    def scan(self, batch_size: int = 1000) -> AsyncIterator[list[CustomerState]]:
+        """Every customer's state, in batches, without items and event ids."""
+        ...
+
+    async def put(self, states: Sequence[CustomerState]) -> None:
+        """Write whole states (items and applied event ids included), replacing what is there."""
+        ...
+
+    async def advance_clock(self, event_time: float) -> float:
+        """Move the event-time clock forward to ``event_time`` (never back); return it."""
+        ...
+
+    async def clock(self) -> float | None:
+        """The event-time clock: the largest event time seen, or None."""
+        ...
+
+    async def add_counters(self, counts: Mapping[str, int]) -> None:
+        """Add to the service-wide counters."""
+        ...
+
+    async def counters(self) -> dict[str, int]:
+        """The service-wide counters."""
+        ...
+
+    async def history(self, customer_id: str) -> list[str]:
+        """The customer's recent segment changes, newest first, as JSON texts."""
+        ...
+
+
+class Publisher(Protocol):
+    """Where segment changes and dead letters go. Returns once the broker has them."""
+
+    async def publish_changes(self, changes: Sequence[ChangeMessage]) -> None:
+        """Publish segment changes keyed by customer id."""
+        ...
+
+    async def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Publish dead letters keyed like their source message."""
+        ...
