@@ -15,8 +15,10 @@ id, feature order, segment names). Every failure is a
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import math
+import sys
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +40,7 @@ __all__ = [
     "ARTIFACT_FORMAT",
     "CARD_FILE",
     "MODEL_FILE",
+    "MOVED_MODULES",
     "LoadedModel",
     "library_versions",
     "load_model",
@@ -48,6 +51,18 @@ __all__ = [
 MODEL_FILE = "model.joblib"
 CARD_FILE = "model_card.json"
 ARTIFACT_FORMAT = 1
+
+#: Modules that artifacts written by earlier releases name, and where their classes live now.
+#: A pickle names each class by module path; the estimator moved with the package layout.
+MOVED_MODULES = {"model_training.segmenter": "model_training.model.segmenter"}
+
+
+def _alias_moved_modules() -> None:
+    """Let artifacts that name a module's earlier path find its classes where they are now."""
+    for old, new in MOVED_MODULES.items():
+        sys.modules.setdefault(old, importlib.import_module(new))
+
+
 _REQUIRED_CARD_KEYS = (
     "version",
     "method",
@@ -197,6 +212,7 @@ def load_model(model_dir: Path) -> LoadedModel:
         with warnings.catch_warnings():
             # Versions were checked above; scikit-learn's own patch-level warning adds nothing.
             warnings.simplefilter("ignore", category=InconsistentVersionWarning)
+            _alias_moved_modules()
             payload = joblib.load(model_path)
     except Exception as exc:  # unpickling a damaged file raises almost any type
         raise ModelArtifactError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from model_training.exceptions import ModelArtifactError
 from model_training.model.artifact import (
     CARD_FILE,
     MODEL_FILE,
+    MOVED_MODULES,
     library_versions,
     load_model,
     make_version,
@@ -150,3 +152,20 @@ def test_version_id_format() -> None:
     assert version.startswith("2011-12-10T00:00:00Z-") and len(version.split("-")[-1]) == 4
     assert version == make_version(datetime(2011, 12, 10), b"abc")
     assert version != make_version(datetime(2011, 12, 10), b"abd")
+
+
+def test_an_artifact_naming_the_segmenter_s_earlier_module_loads(
+    tmp_path: Path, segmenter: RFMSegmenter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Releases before the package layout pickled the estimator as model_training.segmenter.
+    current = sys.modules[RFMSegmenter.__module__]
+    monkeypatch.setitem(sys.modules, "model_training.segmenter", current)
+    monkeypatch.setattr(RFMSegmenter, "__module__", "model_training.segmenter")
+    save_model(tmp_path, segmenter, _card())
+    assert b"model_training.segmenter" in (tmp_path / MODEL_FILE).read_bytes()
+    monkeypatch.undo()
+    sys.modules.pop("model_training.segmenter", None)
+    assert set(MOVED_MODULES) == {"model_training.segmenter"}
+    loaded = load_model(tmp_path)
+    assert isinstance(loaded.segmenter, RFMSegmenter)
+    assert loaded.segmenter.segment_names_ == segmenter.segment_names_
