@@ -1,24 +1,29 @@
 """End-to-end throughput and latency of the stream, beside a bare faust agent, in one run.
 
-Usage: ``python benchmarks/stream_throughput.py [UCI_FILE]`` (default: ``$RFM_UCI_PATH`` or
-``../shared/data/online_retail.csv.gz``). Starts its own broker and Redis, trains a model on
-the file, then:
+Usage: ``python benchmarks/stream_throughput.py [UCI_FILE] [--runs N]`` (default file:
+``$RFM_UCI_PATH`` or ``../shared/data/online_retail.csv.gz``). Starts its own broker and Redis,
+trains a model on the file, then:
 
 1. a bare faust agent that only counts events: seconds from first publish to lag 0;
-2. ``rfm worker``: the same, for the full replay;
+2. ``rfm worker``: the same, for the full replay, with the Redis round trips per batch it
+   made (from its counters); (1) and (2) alternate ``--runs`` times (default 3), and the
+   medians are compared;
 3. two ``rfm worker`` processes in one consumer group: the same (scale-out on this machine);
 4. ``rfm worker`` at a steady 500 events/s: latency from publish to segment-change event.
 
-Figures are printed; the ratio of (2) to (1) is the one to watch on a noisy machine. Each run
-also prints the CPU time its process spent during the replay: lag is read from committed
+Figures are printed; the CPU ratio of (2) to (1) is the one to watch on a noisy machine. Each
+run prints the CPU time its process spent during the replay: lag is read from committed
 offsets, and the bare agent commits on faust's interval timer, so its elapsed time moves by up
-to that interval from run to run while its CPU time does not.
+to that interval from run to run while its CPU time does not. Where the worker's own time goes
+per event: ``benchmarks/worker_profile.py``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,15 +39,30 @@ from stream_app.devtools.stack import LocalStack
 from stream_app.kafka.admin import ensure_stream_topics
 from stream_app.kafka.replay import plan_replay, publish_events, wait_until_processed
 from stream_app.settings import Settings
+from stream_app.store.redis_store import RedisStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def uci_path() -> Path:
-    if len(sys.argv) > 1:
-        return Path(sys.argv[1])
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     default = ROOT.parent / "shared" / "data" / "online_retail.csv.gz"
-    return Path(os.environ.get("RFM_UCI_PATH", default))
+    parser.add_argument(
+        "path", nargs="?", type=Path, default=Path(os.environ.get("RFM_UCI_PATH", default))
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs of the bare agent and worker")
+    return parser.parse_args()
+
+
+def round_trips_per_batch(settings: Settings) -> float:
+    """Redis round trips per batch of orders, from the worker's counters."""
+
+    async def read() -> dict[str, int]:
+        async with RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix) as store:
+            return await store.counters()
+
+    counters = asyncio.run(read())
+    return counters.get("batch_round_trips", 0) / max(counters.get("batches", 0), 1)
 
 
 def start(command: list[str], settings: Settings, log: Path) -> subprocess.Popen[bytes]:
@@ -85,7 +105,8 @@ def run_throughput(
     events: list[tuple[bytes, bytes]],
     work: Path,
     processes: int = 1,
-) -> float:
+) -> tuple[float, float]:
+    """Replay ``events`` into ``command``; return events/s and CPU seconds per event."""
     logs = [work / f"{name}-{number}.log" for number in range(processes)]
     started = [start(command, settings, log) for log in logs]
     try:
@@ -106,7 +127,7 @@ def run_throughput(
         f"{name:<12} {len(events):,} events in {seconds:6.2f} s = {rate:8,.0f} events/s"
         f"   (process CPU {cpu:5.2f} s = {cpu / len(events) * 1e6:4.0f} us/event)"
     )
-    return rate
+    return rate, cpu / len(events)
 
 
 async def latency_run(
@@ -157,7 +178,8 @@ async def latency_run(
 
 
 def main() -> None:
-    path = uci_path()
+    args = arguments()
+    path = args.path
     if not path.is_file():
         raise SystemExit(f"no UCI file at {path}: pass its path or set RFM_UCI_PATH")
     work = Path(tempfile.mkdtemp(prefix="rfm-bench-"))
@@ -182,10 +204,27 @@ def main() -> None:
             )
 
         print("\nthroughput, first publish to lag 0 (worker up and joined before publishing):")
-        ceiling = run_throughput("bare agent", bare, settings("bare"), events, work)
-        ours = run_throughput("rfm worker", worker, settings("worker"), events, work)
-        print(f"ratio        {ours / ceiling:.2f} of the bare agent (target >= 0.8)")
-        pair = run_throughput("2 workers", worker, settings("pair"), events, work, processes=2)
+        bare_runs, worker_runs, trips = [], [], []
+        for run in range(args.runs):
+            bare_runs.append(
+                run_throughput("bare agent", bare, settings(f"bare{run}"), events, work)
+            )
+            ours = settings(f"worker{run}")
+            worker_runs.append(run_throughput("rfm worker", worker, ours, events, work))
+            trips.append(round_trips_per_batch(ours))
+            print(f"             Redis round trips per batch of orders: {trips[-1]:.2f}")
+        ceiling = statistics.median(rate for rate, _ in bare_runs)
+        rate = statistics.median(rate for rate, _ in worker_runs)
+        bare_cpu = statistics.median(cpu for _, cpu in bare_runs)
+        worker_cpu = statistics.median(cpu for _, cpu in worker_runs)
+        print(f"medians of {args.runs} runs:")
+        print(f"  Redis round trips per batch   {statistics.median(trips):.2f} (target <= 3)")
+        print(
+            f"  CPU per event                 bare agent {bare_cpu * 1e6:.0f} us, worker"
+            f" {worker_cpu * 1e6:.0f} us: {worker_cpu / bare_cpu:.2f}x (target <= 1.4x)"
+        )
+        print(f"  throughput                    {rate / ceiling:.2f} of the bare agent")
+        pair, _ = run_throughput("2 workers", worker, settings("pair"), events, work, processes=2)
         print(f"ratio        {pair / ceiling:.2f} of one bare agent (same consumer group)")
 
         print("\nlatency at a steady 500 events/s, publish to segment-change event:")
