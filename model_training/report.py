@@ -1,58 +1,41 @@
 """The training report: one self-contained HTML page.
 
-Plots are drawn with matplotlib's Agg canvas (no pyplot, so no global backend or figure state)
-and embedded as base64 PNGs; the CSS is inline. The page opens offline and can be mailed as a
-single file. Every piece of text is HTML-escaped, and ``$`` is escaped in plot labels so that
-matplotlib never reads a segment name as mathtext.
+The charts (:mod:`model_training.charts`) are embedded as base64 PNGs and the CSS is inline,
+so the page opens offline and can be mailed as a single file. Every piece of text is
+HTML-escaped.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.projections.polar import PolarAxes
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
+from model_training.card import SEGMENT_COLUMNS
+from model_training.charts import (
+    RFM_LABELS,
+    plot_countries,
+    plot_months,
+    plot_orders,
+    plot_radar,
+    plot_rfm,
+    plot_scatter,
+    plot_silhouette,
+    plot_sizes,
+    segment_colours,
+)
 from model_training.data.exploration import Exploration
 
-__all__ = ["COMPARISON_COLUMNS", "SEGMENT_COLUMNS", "write_report"]
+__all__ = ["COMPARISON_COLUMNS", "write_report"]
 
 COMPARISON_COLUMNS = ["method", "k", "silhouette", "calinski_harabasz", "davies_bouldin", "chosen"]
-SEGMENT_COLUMNS = [
-    "name",
-    "size",
-    "share",
-    "revenue_share",
-    "recency_days",
-    "frequency",
-    "monetary",
-    "action",
-]
-_RFM = ("recency_days", "frequency", "monetary")
-_RFM_LABELS = {"recency_days": "Recency (days)", "frequency": "Frequency (orders)",
-               "monetary": "Monetary (£)"}  # fmt: skip
-_PALETTE = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-)  # fmt: skip
-_BAR = "#4c72b0"
-_DPI = 100
-# Scatter plots beyond this many points are sampled: the picture does not change, the PNG
-# and the rendering time do.
-_MAX_SCATTER_POINTS = 20_000
 
 _NUMERIC_TEXT = re.compile(r"-?[\d,]+(\.\d+)?%?")
 
@@ -108,7 +91,7 @@ def write_report(
     cleaning_counts
         Lines removed by each cleaning rule.
     """
-    colours = _segment_colours(segments, view2d)
+    colours = segment_colours(segments, view2d)
     parts = [
         f"<h1>{_esc(title)}</h1>",
         "<h2>Summary</h2>",
@@ -123,16 +106,16 @@ def write_report(
         ),
         "<h2>The data</h2>",
         '<div class="grid">',
-        _figure(_plot_countries(exploration.revenue_by_country), "Net revenue by country"),
-        _figure(_plot_months(exploration.revenue_by_month), "Net revenue by month"),
+        _figure(plot_countries(exploration.revenue_by_country), "Net revenue by country"),
+        _figure(plot_months(exploration.revenue_by_month), "Net revenue by month"),
         _figure(
-            _plot_orders(exploration.orders_by_weekday, exploration.orders_by_hour),
+            plot_orders(exploration.orders_by_weekday, exploration.orders_by_hour),
             "Orders (distinct purchase invoices) by weekday and by hour",
         ),
         "</div>",
         "<h2>RFM before and after trimming</h2>",
         _figure(
-            _plot_rfm(exploration.rfm_values_before, exploration.rfm_values_after),
+            plot_rfm(exploration.rfm_values_before, exploration.rfm_values_after),
             "RFM distributions of all customers (top) and of those used for fitting (bottom)",
         ),
         '<div class="grid"><div><h3>All customers</h3>',
@@ -142,13 +125,13 @@ def write_report(
         "</div></div>",
         "<h2>Model comparison</h2>",
         _comparison_table(comparison),
-        _figure(_plot_silhouette(comparison), "Silhouette by number of clusters and method"),
+        _figure(plot_silhouette(comparison), "Silhouette by number of clusters and method"),
         "<h2>Segments</h2>",
         '<div class="grid">',
-        _figure(_plot_scatter(view2d, colours), "Customers in two dimensions, by segment"),
-        _figure(_plot_radar(segments, colours), "Segment profiles (outer = better)"),
+        _figure(plot_scatter(view2d, colours), "Customers in two dimensions, by segment"),
+        _figure(plot_radar(segments, colours), "Segment profiles (outer = better)"),
         "</div>",
-        _figure(_plot_sizes(segments, colours), "Customers per segment"),
+        _figure(plot_sizes(segments, colours), "Customers per segment"),
         _segment_table(segments),
     ]
     page = (
@@ -217,7 +200,7 @@ def _table(
 
 
 def _describe_table(described: pd.DataFrame) -> str:
-    headers = ["", *(_RFM_LABELS.get(str(c), str(c)) for c in described.columns)]
+    headers = ["", *(RFM_LABELS.get(str(c), str(c)) for c in described.columns)]
     rows: list[list[object]] = []
     for stat, values in described.iterrows():
         if stat == "count":
@@ -261,258 +244,3 @@ def _figure(png: bytes, caption: str) -> str:
         f'<figure><img src="data:image/png;base64,{data}" alt="{_esc(caption)}">'
         f"<figcaption>{_esc(caption)}</figcaption></figure>"
     )
-
-
-# --- plots ------------------------------------------------------------------------------------
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _png(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=_DPI)
-    return buffer.getvalue()
-
-
-def _label(text: object) -> str:
-    # A ``$`` pair would turn a label into mathtext (or fail to parse).
-    return str(text).replace("$", r"\$")
-
-
-def _empty(axes: Axes) -> None:
-    axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
-    axes.set_axis_off()
-
-
-def _money(value: float, _position: object = None) -> str:
-    for limit, suffix in ((1e9, "bn"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= limit:
-            return f"£{value / limit:,.3g}{suffix}"
-    return f"£{value:,.0f}"
-
-
-def _style(axes: Axes, grid: Literal["x", "y"] = "y") -> None:
-    axes.spines[["top", "right"]].set_visible(False)
-    axes.grid(axis=grid, alpha=0.3)
-    axes.set_axisbelow(True)
-
-
-def _plot_countries(revenue: pd.Series) -> bytes:
-    figure = _new_figure(5.4, 3.8)
-    axes = figure.subplots()
-    if revenue.empty:
-        _empty(axes)
-        return _png(figure)
-    labels = [_label(c) for c in revenue.index][::-1]
-    axes.barh(labels, revenue.to_numpy(dtype=float)[::-1], color=_BAR)
-    # One country (the shop's home) usually dwarfs the rest: a log axis keeps them readable.
-    if float(revenue.min()) > 0:
-        axes.set_xscale("log")
-    axes.xaxis.set_major_formatter(FuncFormatter(_money))
-    axes.xaxis.set_minor_formatter(NullFormatter())
-    _style(axes, grid="x")
-    axes.set_title("Net revenue by country (log scale)")
-    return _png(figure)
-
-
-def _plot_months(revenue: pd.Series) -> bytes:
-    figure = _new_figure(5.4, 3.8)
-    axes = figure.subplots()
-    if revenue.empty:
-        _empty(axes)
-        return _png(figure)
-    labels = [pd.Period(p).strftime("%b %y") if isinstance(p, pd.Period) else str(p)
-              for p in revenue.index]  # fmt: skip
-    axes.bar(labels, revenue.to_numpy(dtype=float), color=_BAR)
-    axes.yaxis.set_major_formatter(FuncFormatter(_money))
-    axes.tick_params(axis="x", labelrotation=60, labelsize=8)
-    _style(axes)
-    axes.set_title("Net revenue by month")
-    return _png(figure)
-
-
-def _plot_orders(weekday: pd.Series, hour: pd.Series) -> bytes:
-    figure = _new_figure(10.8, 3.2)
-    left, right = figure.subplots(1, 2, width_ratios=[1, 1.6])
-    for axes, series, title in ((left, weekday, "by weekday"), (right, hour, "by hour")):
-        if series.empty:
-            _empty(axes)
-            continue
-        labels = [str(i)[:3] for i in series.index] if series is weekday else [
-            f"{int(i):02d}h" for i in series.index]  # fmt: skip
-        axes.bar(labels, series.to_numpy(dtype=float), color=_BAR)
-        axes.tick_params(axis="x", labelsize=8)
-        _style(axes)
-        axes.set_title(f"Orders {title}")
-    return _png(figure)
-
-
-def _plot_rfm(before: pd.DataFrame, after: pd.DataFrame) -> bytes:
-    figure = _new_figure(10.8, 5.2)
-    grid = figure.subplots(2, 3)
-    for row, (frame, name) in enumerate(((before, "all"), (after, "fitted"))):
-        for column, feature in enumerate(_RFM):
-            axes = grid[row][column]
-            values = frame[feature].to_numpy(dtype=float) if feature in frame else np.array([])
-            values = values[np.isfinite(values)]
-            if values.size == 0:
-                _empty(axes)
-                continue
-            axes.hist(values, bins=_bins(values, feature), color=_BAR if row == 0 else "#55a868")
-            if feature != "recency_days":
-                # Heavy tails: a log count axis keeps the rare big customers visible.
-                axes.set_yscale("log")
-                axes.yaxis.set_major_formatter(FuncFormatter(_count))
-                axes.yaxis.set_minor_formatter(NullFormatter())
-            if feature == "monetary":
-                axes.xaxis.set_major_formatter(FuncFormatter(_money))
-            axes.tick_params(axis="both", labelsize=8)
-            _style(axes)
-            axes.set_title(f"{_RFM_LABELS[feature]}: {name} (n={values.size:,})", fontsize=9)
-    return _png(figure)
-
-
-def _bins(values: np.ndarray, feature: str) -> int | np.ndarray:
-    """One bin per order count when that is few bins (no gaps between integer values)."""
-    if feature == "frequency":
-        low, high = math.floor(values.min()), math.ceil(values.max())
-        if high - low <= 60:
-            return np.arange(low, high + 2) - 0.5
-    return 40
-
-
-def _count(value: float, _position: object = None) -> str:
-    return f"{value:,.0f}"
-
-
-def _plot_silhouette(comparison: pd.DataFrame) -> bytes:
-    figure = _new_figure(6.4, 3.6)
-    axes = figure.subplots()
-    if comparison.empty:
-        _empty(axes)
-        return _png(figure)
-    for number, (method, rows) in enumerate(comparison.groupby("method", sort=True)):
-        rows = rows.sort_values("k")
-        colour = _PALETTE[number % len(_PALETTE)]
-        axes.plot(rows["k"], rows["silhouette"], marker="o", color=colour, label=_label(method))
-        picked = rows[rows["chosen"].fillna(False).astype(bool)]
-        if not picked.empty:
-            axes.scatter(
-                picked["k"],
-                picked["silhouette"],
-                s=260,
-                marker="*",
-                color=colour,
-                edgecolor="black",
-                zorder=3,
-                label=_label(f"chosen: {method}"),
-            )
-    axes.set_xlabel("k (number of clusters)")
-    axes.set_ylabel("silhouette")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _style(axes)
-    axes.legend(fontsize=8, frameon=False)
-    axes.set_title("Silhouette vs k")
-    return _png(figure)
-
-
-def _segment_colours(segments: pd.DataFrame, view2d: pd.DataFrame) -> dict[str, str]:
-    names = [str(n) for n in segments.get("name", pd.Series(dtype=str))]
-    if "segment" in view2d:
-        names += sorted({str(s) for s in view2d["segment"].unique()} - set(names))
-    return {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(names)}
-
-
-def _plot_scatter(view2d: pd.DataFrame, colours: Mapping[str, str]) -> bytes:
-    figure = _new_figure(5.4, 4.6)
-    axes = figure.subplots()
-    if view2d.empty:
-        _empty(axes)
-        return _png(figure)
-    points = view2d
-    if len(points) > _MAX_SCATTER_POINTS:
-        points = points.sample(_MAX_SCATTER_POINTS, random_state=0)
-    segment = points["segment"].astype(str).to_numpy()
-    for name, colour in colours.items():
-        mask = segment == name
-        if mask.any():
-            axes.scatter(points["x"].to_numpy()[mask], points["y"].to_numpy()[mask], s=7,
-                         alpha=0.6, color=colour, label=_label(name), linewidths=0)  # fmt: skip
-    axes.legend(fontsize=8, markerscale=2.5, frameon=False, loc="best")
-    axes.set_xticks([])
-    axes.set_yticks([])
-    axes.set_title("Customers by segment (2-D projection)")
-    return _png(figure)
-
-
-def _radar_scores(segments: pd.DataFrame) -> np.ndarray:
-    """R, F, M of each segment scaled to [0.1, 1] across segments, higher = better.
-
-    Recency is negated (recent is good); frequency and monetary are log-scaled first, so one
-    segment of wholesalers does not flatten every other profile.
-    """
-    raw = np.column_stack(
-        [
-            -segments["recency_days"].to_numpy(dtype=float),
-            np.log1p(np.clip(segments["frequency"].to_numpy(dtype=float), 0, None)),
-            np.log1p(np.clip(segments["monetary"].to_numpy(dtype=float), 0, None)),
-        ]
-    )
-    low, high = raw.min(axis=0), raw.max(axis=0)
-    span = np.where(high > low, high - low, 1.0)
-    scaled = np.where(high > low, (raw - low) / span, 0.5)
-    return 0.1 + 0.9 * scaled
-
-
-def _plot_radar(segments: pd.DataFrame, colours: Mapping[str, str]) -> bytes:
-    figure = _new_figure(5.4, 4.6)
-    if segments.empty:
-        _empty(figure.subplots())
-        return _png(figure)
-    axes = figure.add_subplot(projection="polar")
-    assert isinstance(axes, PolarAxes)  # for the type checker: projection="polar" gives one
-    scores = _radar_scores(segments)
-    angles = np.linspace(0, 2 * np.pi, len(_RFM), endpoint=False)
-    closed = np.append(angles, angles[0])
-    for name, values in zip(segments["name"].astype(str), scores, strict=True):
-        colour = colours.get(name, _BAR)
-        ring = np.append(values, values[0])
-        axes.plot(closed, ring, color=colour, linewidth=1.8, label=_label(name))
-        axes.fill(closed, ring, color=colour, alpha=0.08)
-    axes.set_theta_offset(np.pi / 2)
-    axes.set_xticks(angles, ["Recency (inverted)", "Frequency", "Monetary"], fontsize=9)
-    axes.tick_params(axis="x", pad=8)
-    # Anchor each axis label away from the circle, or the side ones get clipped.
-    for text, angle in zip(axes.get_xticklabels(), angles + np.pi / 2, strict=True):
-        side = math.cos(angle)
-        text.set_horizontalalignment(
-            "center" if abs(side) < 0.1 else "left" if side > 0 else "right"
-        )
-    axes.set_ylim(0, 1.05)
-    axes.set_yticks([0.25, 0.5, 0.75, 1.0], [])
-    axes.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.05, 1.0))
-    axes.set_title("Segment profiles")
-    return _png(figure)
-
-
-def _plot_sizes(segments: pd.DataFrame, colours: Mapping[str, str]) -> bytes:
-    figure = _new_figure(8.0, 3.0)
-    axes = figure.subplots()
-    if segments.empty:
-        _empty(axes)
-        return _png(figure)
-    names = segments["name"].astype(str).tolist()
-    sizes = segments["size"].to_numpy(dtype=float)
-    bars = axes.bar([_label(n) for n in names], sizes,
-                    color=[colours.get(n, _BAR) for n in names])  # fmt: skip
-    axes.bar_label(bars, labels=[f"{int(s):,}" for s in sizes], fontsize=8, padding=2)
-    axes.tick_params(axis="x", labelsize=9)
-    axes.set_ylabel("customers")
-    axes.margins(y=0.15)
-    _style(axes)
-    axes.set_title("Segment sizes")
-    return _png(figure)

@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from stream_app.cli.main import main
 
+__all__: list[str] = []
+
 main()

@@ -1,6 +1,6 @@
 """Cleaning rules: which transaction lines count towards a customer's RFM.
 
-Rules, applied in this order, each counting the lines it removes (see DESIGN.md):
+Rules, applied in this order, each counting the lines it removes (see docs/design.md):
 
 1. ``missing_customer_or_description``: no customer id or no description, not attributable.
 2. ``duplicate_lines``: exact duplicates of an earlier line.

@@ -1,6 +1,6 @@
 """Per-customer RFM from clean transaction lines, vectorised.
 
-Semantics (DESIGN.md): ``frequency`` counts distinct purchase invoices; ``monetary`` is the
+Semantics (docs/design.md): ``frequency`` counts distinct purchase invoices; ``monetary`` is the
 value of purchase lines minus the value of matched returned units (per customer and stock
 code, ``min(returned, bought)`` units at the return lines' mean unit price); ``recency_days``
 is the floor of whole days from the last purchase to ``t_ref``. An invoice's time is the

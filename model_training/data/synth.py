@@ -16,7 +16,6 @@ so a seed always gives the same rows (and :func:`write_transactions` the same by
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,112 +23,31 @@ import numpy.typing as npt
 import pandas as pd
 
 from model_training.data.loading import SOURCE_COLUMNS
+from model_training.data.synth_shop import (
+    BEHAVIOURS,
+    COUNTRIES,
+    DAYS,
+    PRODUCTS,
+    QUANTITIES,
+    QUANTITY_WEIGHTS,
+    SATURDAY,
+    SPECIALS,
+    START,
+    catalogue,
+    cumulative_day_weights,
+    sample_minutes,
+    sample_minutes_of_day,
+)
 from model_training.exceptions import InvalidInputError
 
-__all__ = [
-    "BEHAVIOURS",
-    "DEFAULT_CUSTOMERS",
-    "END",
-    "START",
-    "Behaviour",
-    "generate_transactions",
-    "write_transactions",
-]
+__all__ = ["DEFAULT_CUSTOMERS", "generate_transactions", "write_transactions"]
 
 DEFAULT_CUSTOMERS = 2_000
-#: First and last day of the data (the UCI window), so ``t_ref`` defaults to 2011-12-10.
-START = pd.Timestamp("2010-12-01")
-END = pd.Timestamp("2011-12-09")
-_DAYS = (END - START).days + 1
 _FIRST_INVOICE = 536_365
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
-
-
-@dataclass(frozen=True)
-class Behaviour:
-    """How one group of customers buys.
-
-    ``orders`` is the median number of purchase invoices (log-normal with ``spread``);
-    ``lines`` the mean lines per invoice; ``quantity`` scales units per line; ``start`` and
-    ``end`` bound, as fractions of the year, the window in which the customer is active.
-    """
-
-    name: str
-    share: float
-    orders: float
-    spread: float
-    lines: float
-    quantity: float
-    start: tuple[float, float]
-    end: tuple[float, float]
-
-
-BEHAVIOURS: tuple[Behaviour, ...] = (
-    Behaviour("wholesaler", 0.02, 30.0, 0.5, 20.0, 4.0, (0.0, 0.05), (0.97, 1.0)),
-    Behaviour("loyal", 0.15, 14.0, 0.4, 10.0, 1.2, (0.0, 0.15), (0.97, 1.0)),
-    Behaviour("regular", 0.20, 4.0, 0.4, 9.0, 1.0, (0.0, 0.3), (0.6, 1.0)),
-    Behaviour("at_risk", 0.08, 7.0, 0.3, 9.0, 1.2, (0.0, 0.1), (0.55, 0.75)),
-    Behaviour("churned", 0.18, 2.5, 0.4, 8.0, 1.0, (0.0, 0.1), (0.15, 0.45)),
-    Behaviour("new", 0.12, 1.5, 0.4, 8.0, 1.0, (0.82, 0.95), (1.0, 1.0)),
-    Behaviour("one_time", 0.25, 1.0, 0.0, 7.0, 0.8, (0.0, 0.0), (1.0, 1.0)),
-)
-
-_COUNTRIES = (
-    ("United Kingdom", 0.86),
-    ("Germany", 0.025),
-    ("France", 0.02),
-    ("EIRE", 0.01),
-    ("Spain", 0.008),
-    ("Belgium", 0.008),
-    ("Netherlands", 0.006),
-    ("Switzerland", 0.006),
-    ("Portugal", 0.006),
-    ("Italy", 0.005),
-    ("Finland", 0.005),
-    ("Norway", 0.005),
-    ("Australia", 0.004),
-    ("Channel Islands", 0.004),
-    ("Sweden", 0.004),
-    ("Denmark", 0.004),
-    ("Japan", 0.004),
-    ("Poland", 0.004),
-    ("Cyprus", 0.004),
-    ("Iceland", 0.002),
-    ("USA", 0.002),
-    ("Israel", 0.002),
-    ("Austria", 0.002),
-)
-# Non-product lines appended after the catalogue: (stock code, description).
-_SPECIALS = (
-    ("POST", "POSTAGE"),
-    ("DOT", "DOTCOM POSTAGE"),
-    ("D", "Discount"),
-    ("M", "Manual"),
-    ("BANK CHARGES", "Bank Charges"),
-)
-_COLOURS = (
-    "WHITE", "RED", "PINK", "BLUE", "GREEN", "IVORY", "BLACK", "CREAM", "PANTRY",
-    "VINTAGE", "RETRO", "SKY BLUE", "SILVER", "JUMBO", "SET OF 3", "ANTIQUE",
-)  # fmt: skip
-_MOTIFS = (
-    "HANGING HEART", "SPOTTY", "REGENCY", "PAISLEY", "FLORAL", "BIRD", "STAR", "UNION JACK",
-    "POLKADOT", "ROSE", "CHRISTMAS", "DOLLY GIRL", "SPACEBOY", "LOVE", "WOODLAND", "PARTY",
-)  # fmt: skip
-_ITEMS = (
-    "T-LIGHT HOLDER", "MUG", "LUNCH BAG", "CAKE STAND", "LANTERN", "COAT HANGER", "TEA CUP",
-    "BUNTING", "NAPKINS", "PAPER CHAIN KIT", "DOORSTOP", "JAM JAR", "GIFT WRAP", "CUSHION COVER",
-    "ALARM CLOCK", "TISSUES", "PURSE", "WATER BOTTLE", "BAKING CASES", "CHOPPING BOARD",
-)  # fmt: skip
-_PRODUCTS = 700
-_QUANTITIES = np.array([1, 2, 3, 4, 6, 8, 10, 12, 24, 48])
-_QUANTITY_WEIGHTS = np.array([0.17, 0.14, 0.07, 0.10, 0.12, 0.06, 0.06, 0.18, 0.07, 0.03])
-# Orders per hour of the day, 07:00 to 20:00 (lunchtime peak, as in the UCI data).
-_HOUR_WEIGHTS = np.array([0.2, 2.0, 5.0, 9.0, 12.0, 14.0, 12.0, 11.0, 7.0, 4.0, 1.0, 0.7, 0.5, 0.2])
-_FIRST_HOUR = 7
-_SATURDAY = 5
 
 
 def generate_transactions(customers: int = DEFAULT_CUSTOMERS, seed: int = 0) -> pd.DataFrame:
@@ -158,36 +76,36 @@ def generate_transactions(customers: int = DEFAULT_CUSTOMERS, seed: int = 0) -> 
     if customers < 1:
         raise ValueError(f"customers must be at least 1, got {customers}")
     rng = np.random.default_rng(seed)
-    skus, descriptions, base_price = _catalogue(rng)
-    special = {code: _PRODUCTS + i for i, (code, _) in enumerate(_SPECIALS)}
-    popularity = 1.0 / (np.arange(_PRODUCTS) + 8.0) ** 1.1
+    skus, descriptions, base_price = catalogue(rng)
+    special = {code: PRODUCTS + i for i, (code, _) in enumerate(SPECIALS)}
+    popularity = 1.0 / (np.arange(PRODUCTS) + 8.0) ** 1.1
     popularity /= popularity.sum()
 
     # Customers: id, behaviour group, country, activity window, spend scale.
     ids = 12_346 + np.sort(rng.choice(max(6_000, 3 * customers), size=customers, replace=False))
     shares = np.array([b.share for b in BEHAVIOURS])
     group = rng.choice(len(BEHAVIOURS), size=customers, p=shares / shares.sum())
-    country_weights = np.array([w for _, w in _COUNTRIES])
-    country = rng.choice(len(_COUNTRIES), size=customers, p=country_weights / country_weights.sum())
+    country_weights = np.array([w for _, w in COUNTRIES])
+    country = rng.choice(len(COUNTRIES), size=customers, p=country_weights / country_weights.sum())
     start_bounds = np.array([b.start for b in BEHAVIOURS])[group]
     end_bounds = np.array([b.end for b in BEHAVIOURS])[group]
-    first_day = (rng.uniform(start_bounds[:, 0], start_bounds[:, 1]) * _DAYS).astype(np.int64)
-    last_day = (rng.uniform(end_bounds[:, 0], end_bounds[:, 1]) * _DAYS).astype(np.int64)
-    last_day = np.clip(np.maximum(last_day, first_day + 14), 1, _DAYS)
+    first_day = (rng.uniform(start_bounds[:, 0], start_bounds[:, 1]) * DAYS).astype(np.int64)
+    last_day = (rng.uniform(end_bounds[:, 0], end_bounds[:, 1]) * DAYS).astype(np.int64)
+    last_day = np.clip(np.maximum(last_day, first_day + 14), 1, DAYS)
     scale = rng.lognormal(0.0, 0.6, customers)
     median = np.array([b.orders for b in BEHAVIOURS])[group]
     spread = np.array([b.spread for b in BEHAVIOURS])[group]
     n_orders = np.clip(np.rint(median * np.exp(spread * rng.standard_normal(customers))), 1, 400)
 
     # Purchase invoices of known customers, then anonymous ones (big baskets, mostly UK).
-    day_cdf = _day_cdf()
+    day_cdf = cumulative_day_weights()
     owner = np.repeat(np.arange(customers), n_orders.astype(np.int64))
     n_anonymous = max(2, round(0.1 * len(owner)))
     inv_customer = np.concatenate([owner, np.full(n_anonymous, -1)])
     inv_country = np.concatenate([country[owner], np.zeros(n_anonymous, dtype=np.int64)])
     lo = np.concatenate([first_day[owner], np.zeros(n_anonymous, dtype=np.int64)])
-    hi = np.concatenate([last_day[owner], np.full(n_anonymous, _DAYS)])
-    inv_minute = _sample_minutes(rng, day_cdf, lo, hi)
+    hi = np.concatenate([last_day[owner], np.full(n_anonymous, DAYS)])
+    inv_minute = sample_minutes(rng, day_cdf, lo, hi)
     n_purchases = len(inv_customer)
     known = inv_customer >= 0
 
@@ -196,11 +114,11 @@ def generate_transactions(customers: int = DEFAULT_CUSTOMERS, seed: int = 0) -> 
     mean_lines = np.where(known, behaviour_lines[group[np.maximum(inv_customer, 0)]], 30.0)
     n_lines = 1 + rng.poisson(mean_lines * rng.gamma(1.5, 1 / 1.5, n_purchases))
     line_inv = np.repeat(np.arange(n_purchases), n_lines)
-    line_prod = rng.choice(_PRODUCTS, size=len(line_inv), p=popularity)
+    line_prod = rng.choice(PRODUCTS, size=len(line_inv), p=popularity)
     line_customer = inv_customer[line_inv]
     quantity_scale = np.array([b.quantity for b in BEHAVIOURS])[group] * scale
     qty_factor = np.where(line_customer >= 0, quantity_scale[np.maximum(line_customer, 0)], 1.0)
-    base_qty = rng.choice(_QUANTITIES, size=len(line_inv), p=_QUANTITY_WEIGHTS)
+    base_qty = rng.choice(QUANTITIES, size=len(line_inv), p=QUANTITY_WEIGHTS)
     line_qty = np.maximum(1, np.rint(base_qty * qty_factor)).astype(np.int64)
     # Bulk buyers get a lower unit price, as on the real price list.
     line_price = np.round(base_price[line_prod] * np.where(line_qty >= 100, 0.85, 1.0), 2)
@@ -213,20 +131,20 @@ def generate_transactions(customers: int = DEFAULT_CUSTOMERS, seed: int = 0) -> 
     n_returns = len(source_inv)
     delay = np.ceil(rng.exponential(8.0, n_returns)).astype(np.int64)
     delay = np.where(rng.random(n_returns) < 0.05, -delay, delay)
-    ret_day = np.clip(inv_minute[source_inv] // 1440 + delay, 0, _DAYS - 1)
-    ret_day -= (START.day_of_week + ret_day) % 7 == _SATURDAY  # the shop is shut: Friday
-    ret_minute = ret_day * 1440 + _sample_minutes_of_day(rng, n_returns)
+    ret_day = np.clip(inv_minute[source_inv] // 1440 + delay, 0, DAYS - 1)
+    ret_day -= (START.day_of_week + ret_day) % 7 == SATURDAY  # the shop is shut: Friday
+    ret_minute = ret_day * 1440 + sample_minutes_of_day(rng, n_returns)
     bought = line_qty[chosen]
     ret_qty = rng.integers(1, bought + 1)
     more = rng.random(len(chosen)) < 0.08
     ret_qty = np.where(more, bought + rng.integers(1, bought + 1), ret_qty)
-    ret_prod = np.where(rng.random(len(chosen)) < 0.03, rng.integers(0, _PRODUCTS, len(chosen)),
+    ret_prod = np.where(rng.random(len(chosen)) < 0.03, rng.integers(0, PRODUCTS, len(chosen)),
                         line_prod[chosen])  # fmt: skip
 
     # Standalone return invoices carrying one discount or manual adjustment line.
     n_adjust = max(2, round(0.004 * n_purchases))
     adj_customer = rng.integers(0, customers, n_adjust)
-    adj_minute = _sample_minutes(rng, day_cdf, first_day[adj_customer], last_day[adj_customer])
+    adj_minute = sample_minutes(rng, day_cdf, first_day[adj_customer], last_day[adj_customer])
     adj_prod = np.where(rng.random(n_adjust) < 0.7, special["D"], special["M"])
     adj_prod[:2] = [special["D"], special["M"]]
 
@@ -251,9 +169,9 @@ def generate_transactions(customers: int = DEFAULT_CUSTOMERS, seed: int = 0) -> 
     free = rng.choice(known_inv, max(3, round(0.003 * len(known_inv))))
     wrong_sign = rng.choice(known_inv, max(1, round(0.0005 * len(known_inv))))
     no_desc = rng.choice(anonymous, max(2, round(0.05 * len(anonymous))))
-    free_prod = rng.integers(0, _PRODUCTS, len(free))
-    wrong_prod = rng.integers(0, _PRODUCTS, len(wrong_sign))
-    no_desc_prod = rng.integers(0, _PRODUCTS, len(no_desc))
+    free_prod = rng.integers(0, PRODUCTS, len(free))
+    wrong_prod = rng.integers(0, PRODUCTS, len(wrong_sign))
+    no_desc_prod = rng.integers(0, PRODUCTS, len(no_desc))
 
     pieces: list[tuple[IntArray, IntArray, IntArray, FloatArray]] = [
         (line_inv, line_prod, line_qty, line_price),
@@ -314,7 +232,7 @@ def generate_transactions(customers: int = DEFAULT_CUSTOMERS, seed: int = 0) -> 
         minute=line_minute,
         price=price,
         customer=_customer_ids(ids, inv_customer[inv]),
-        country=np.array([name for name, _ in _COUNTRIES], dtype=object)[inv_country[inv]],
+        country=np.array([name for name, _ in COUNTRIES], dtype=object)[inv_country[inv]],
     )
 
 
@@ -340,54 +258,6 @@ def write_transactions(frame: pd.DataFrame, path: str | Path) -> None:
             handle.write(data)
     else:
         path.write_bytes(data)
-
-
-def _catalogue(
-    rng: np.random.Generator,
-) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.object_], FloatArray]:
-    """Stock codes, descriptions and list prices of the products, then the special codes."""
-    combos = len(_COLOURS) * len(_MOTIFS) * len(_ITEMS)
-    pick = rng.choice(combos, size=_PRODUCTS, replace=False)
-    colour, rest = np.divmod(pick, len(_MOTIFS) * len(_ITEMS))
-    motif, item = np.divmod(rest, len(_ITEMS))
-    names = [
-        f"{_COLOURS[c]} {_MOTIFS[m]} {_ITEMS[i]}"
-        for c, m, i in zip(colour, motif, item, strict=True)
-    ]
-    numbers = rng.choice(np.arange(10_000, 90_000), size=_PRODUCTS, replace=False)
-    letters = np.where(rng.random(_PRODUCTS) < 0.2, rng.choice(list("ABCDE"), _PRODUCTS), "")
-    codes = [f"{n}{s}" for n, s in zip(numbers, letters, strict=True)]
-    # List prices: log-normal around 2.50, on 5-pence steps, some ending in 9.
-    price = np.maximum(0.1, np.ceil(rng.lognormal(np.log(2.5), 0.8, _PRODUCTS) * 20) / 20)
-    price = np.round(np.where(rng.random(_PRODUCTS) < 0.3, price - 0.01, price), 2)
-    skus = np.array(codes + [code for code, _ in _SPECIALS], dtype=object)
-    descriptions = np.array(names + [text for _, text in _SPECIALS], dtype=object)
-    return skus, descriptions, np.concatenate([price, np.zeros(len(_SPECIALS))])
-
-
-def _day_cdf() -> FloatArray:
-    """Cumulative weight of each day: busier in autumn, no trading on Saturdays."""
-    days = pd.date_range(START, END, freq="D")
-    month = np.array([0.0, 0.8, 0.75, 0.95, 0.85, 0.95, 0.95, 0.95, 1.0, 1.35, 1.45, 1.8, 1.5])
-    weekday = np.array([1.0, 1.1, 1.15, 1.2, 0.85, 0.0, 0.7])  # Monday .. Sunday
-    weight = month[days.month.to_numpy()] * weekday[days.day_of_week.to_numpy()]
-    return np.concatenate([[0.0], np.cumsum(weight)])
-
-
-def _sample_minutes(
-    rng: np.random.Generator, day_cdf: FloatArray, lo: IntArray, hi: IntArray
-) -> IntArray:
-    """Minutes since :data:`START` of orders placed on days ``[lo, hi)``, by the day weights."""
-    target = day_cdf[lo] + rng.random(len(lo)) * (day_cdf[hi] - day_cdf[lo])
-    day = np.clip(np.searchsorted(day_cdf, target, side="right") - 1, lo, hi - 1)
-    return day.astype(np.int64) * 1440 + _sample_minutes_of_day(rng, len(lo))
-
-
-def _sample_minutes_of_day(rng: np.random.Generator, count: int) -> IntArray:
-    hour = _FIRST_HOUR + rng.choice(
-        len(_HOUR_WEIGHTS), count, p=_HOUR_WEIGHTS / _HOUR_WEIGHTS.sum()
-    )
-    return (hour * 60 + rng.integers(0, 60, count)).astype(np.int64)
 
 
 def _invoice_numbers(rank: IntArray, is_return: BoolArray) -> npt.NDArray[np.object_]:

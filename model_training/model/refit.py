@@ -2,7 +2,7 @@
 
 Pure: no Redis, no files. The stream hands in the current RFM of every customer and the model
 it serves; this module fits a candidate with the very code of ``rfm train``
-(:func:`~model_training.pipeline.fit_segmenter`, method ``auto``), keeps segment names stable
+(:func:`~model_training.fitting.fit_segmenter`, method ``auto``), keeps segment names stable
 (:mod:`model_training.model.stability`), measures how customers would move (the migration
 matrix) and decides whether the candidate may be published (:class:`QualityGates`).
 
@@ -11,7 +11,7 @@ Scale
 Selection (agglomerative clustering and the silhouette) is O(n²), so a population of millions
 is never fitted whole: the model is fitted on a deterministic random sample of at most
 ``max_fit_rows`` customers, and candidates are compared on a sub-sample of at most
-``max_select_rows`` (see :func:`~model_training.pipeline.fit_segmenter`). Every customer is
+``max_select_rows`` (see :func:`~model_training.fitting.fit_segmenter`). Every customer is
 still scored by the fitted estimator for the names, the migration and the gates. Samples are
 drawn from ``random_state`` over the customers in id order, so the same state gives the same
 model whatever order the store listed it in.
@@ -29,11 +29,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from model_training.card import model_card, segment_table
+from model_training.fitting import fit_segmenter
 from model_training.model.artifact import LoadedModel, make_version
 from model_training.model.features import FEATURES, TRIM_COLUMNS, rfm_matrix, trim_mask
 from model_training.model.segmenter import RFMSegmenter
 from model_training.model.stability import MATCH_THRESHOLD, segment_centroids, stable_names
-from model_training.pipeline import fit_segmenter, model_card, segment_table
 
 __all__ = [
     "MAX_FIT_ROWS",

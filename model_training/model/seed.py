@@ -27,8 +27,9 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn.decomposition import PCA
 
+from model_training.model.clusterers import tsne_embedding
 from model_training.model.features import TRIM_QUANTILE
-from model_training.model.segmenter import RFMSegmenter, tsne_embedding
+from model_training.model.segmenter import RFMSegmenter
 from model_training.model.selection import best_row, compare_methods, fit_space
 
 __all__ = ["SEED_K", "SEED_PERPLEXITY", "SEED_RANDOM_STATE", "SeedResult", "fit_seed"]

@@ -25,35 +25,30 @@ Methods
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from sklearn.base import BaseEstimator, ClusterMixin
-from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.manifold import TSNE
-from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
+from model_training.model.clusterers import (
+    METHODS,
+    forest_predict,
+    gmm_assign,
+    make_clusterer,
+    tsne_embedding,
+)
 from model_training.model.features import TRIM_COLUMNS, log_features, standardise, trim_mask
 from model_training.model.naming import SEGMENT_NAMES, name_segments
 
-__all__ = [
-    "CLASSIFIER_METHODS",
-    "METHODS",
-    "TRANSFORMS",
-    "RFMSegmenter",
-    "make_clusterer",
-    "tsne_embedding",
-]
+__all__ = ["CLASSIFIER_METHODS", "TRANSFORMS", "RFMSegmenter"]
 
 Method = Literal["kmeans", "gmm", "agglomerative", "tsne_kmeans"]
-METHODS: tuple[str, ...] = ("kmeans", "gmm", "agglomerative", "tsne_kmeans")
 #: Methods whose new points are placed by a classifier trained on the cluster labels.
 CLASSIFIER_METHODS: tuple[str, ...] = ("agglomerative", "tsne_kmeans")
 TRANSFORMS: tuple[str, ...] = ("log", "standard")
@@ -61,61 +56,9 @@ TRANSFORMS: tuple[str, ...] = ("log", "standard")
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-_LOG_2PI = float(np.log(2.0 * np.pi))
 # Below this many fitted rows a held-out accuracy would be noise: report None instead.
 _MIN_ROWS_FOR_ACCURACY = 20
-_GMM_N_INIT = 3
 _FOREST_TREES = 100
-
-
-def make_clusterer(method: str, n_clusters: int, random_state: int, n_init: int = 10) -> Any:
-    """Build the scikit-learn clusterer used for ``method`` (not ``tsne_kmeans``'s t-SNE).
-
-    Shared by :class:`RFMSegmenter` and model selection so both fit the very same model.
-    """
-    if method in ("kmeans", "tsne_kmeans"):
-        return KMeans(n_clusters=n_clusters, n_init=n_init, random_state=random_state)
-    if method == "gmm":
-        return GaussianMixture(
-            n_components=n_clusters,
-            covariance_type="full",
-            n_init=_GMM_N_INIT,
-            random_state=random_state,
-        )
-    if method == "agglomerative":
-        return AgglomerativeClustering(n_clusters=n_clusters, linkage="ward")
-    raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-
-
-_TSNE_CACHE: dict[tuple[str, float, int], FloatArray] = {}
-
-
-def tsne_embedding(z: FloatArray, perplexity: float, random_state: int) -> FloatArray:
-    """Embed ``z`` in 2-D with t-SNE (PCA initialisation), remembering the last two results.
-
-    t-SNE is the slowest step of the reference recipe (about 9 s on 4,044 customers) and the
-    seed method needs the same embedding twice (to choose k, then to fit), so identical inputs
-    return the cached embedding. t-SNE is deterministic for a fixed ``random_state``.
-    """
-    data = np.ascontiguousarray(z, dtype=np.float64)
-    digest = hashlib.sha256(data.tobytes() + str(data.shape).encode()).hexdigest()
-    key = (digest, float(perplexity), int(random_state))
-    cached = _TSNE_CACHE.get(key)
-    if cached is not None:
-        return cached.copy()
-    # t-SNE requires perplexity < n_samples; small inputs (tests) get a smaller one.
-    effective = min(float(perplexity), max((data.shape[0] - 1) / 3.0, 1.0))
-    # PCA initialisation (scikit-learn's default) needs two input columns.
-    init = "pca" if data.shape[1] >= 2 else "random"
-    with threadpool_limits(limits=1):  # faster on a busy 2-core machine; see RFMSegmenter.fit
-        embedding = TSNE(
-            n_components=2, perplexity=effective, init=init, random_state=random_state
-        ).fit_transform(data)
-    result = np.asarray(embedding, dtype=np.float64)
-    if len(_TSNE_CACHE) >= 2:
-        _TSNE_CACHE.pop(next(iter(_TSNE_CACHE)))
-    _TSNE_CACHE[key] = result
-    return result.copy()
 
 
 class RFMSegmenter(ClusterMixin, BaseEstimator):  # type: ignore[misc]
@@ -368,7 +311,7 @@ class RFMSegmenter(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         if self.means_ is not None:
             return self._gmm_assign(z)
         assert self.classifier_ is not None
-        return _forest_predict(self.classifier_, z)
+        return forest_predict(self.classifier_, z)
 
     def scaled_features(self, X: Any) -> FloatArray:
         """Return ``X`` in the space the model works in (transformed and standardised).
@@ -427,31 +370,7 @@ class RFMSegmenter(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         return checked_fast
 
     def _gmm_assign(self, z: FloatArray) -> IntArray:
-        # Same arithmetic as GaussianMixture._estimate_weighted_log_prob (full covariances).
         assert self.means_ is not None
         assert self.precisions_cholesky_ is not None
         assert self.weights_ is not None
-        chol = self.precisions_cholesky_
-        log_det = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-        shifted = np.einsum("nd,kde->nke", z, chol) - np.einsum("kd,kde->ke", self.means_, chol)
-        log_prob = -0.5 * (z.shape[1] * _LOG_2PI + (shifted**2).sum(axis=2)) + log_det
-        return np.asarray((log_prob + np.log(self.weights_)).argmax(axis=1), dtype=np.int64)
-
-
-def _forest_predict(forest: RandomForestClassifier, z: FloatArray) -> IntArray:
-    """``forest.predict(z)`` without its per-call thread pool and input checks.
-
-    ``RandomForestClassifier.predict`` dispatches its trees through joblib and validates the
-    input for every tree, about 3 ms per call whatever the batch size; summing the trees' leaf
-    probabilities directly gives the same answer (the forest's mean-probability vote) in a
-    fraction of that.
-    """
-    if z.shape[0] == 0:
-        return np.empty(0, dtype=np.int64)
-    z32 = np.ascontiguousarray(z, dtype=np.float32)
-    total = np.zeros((z.shape[0], len(forest.classes_)), dtype=np.float64)
-    for tree in forest.estimators_:
-        proba = tree.tree_.predict(z32)
-        # Older scikit-learn returns (n, n_outputs, n_classes); newer drops the outputs axis.
-        total += proba[:, 0, :] if proba.ndim == 3 else proba
-    return np.asarray(forest.classes_[total.argmax(axis=1)], dtype=np.int64)
+        return gmm_assign(z, self.means_, self.precisions_cholesky_, self.weights_)

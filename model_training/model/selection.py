@@ -23,8 +23,8 @@ from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silho
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from model_training.exceptions import ModelTrainingError
+from model_training.model.clusterers import make_clusterer
 from model_training.model.features import TRIM_QUANTILE, log_features, standardise, trim_mask
-from model_training.model.segmenter import make_clusterer
 
 __all__ = [
     "COMPARISON_COLUMNS",

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from stream_app.devtools import stack as local_stack
+from stream_app.devtools.record import DEFAULT_DIR, StackInfo
 from stream_app.exceptions import StackError, StackNotFoundError
 
 __all__ = ["stack"]
@@ -21,13 +22,13 @@ _DIR_OPTION = click.option(
     "--dir",
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
-    default=local_stack.DEFAULT_DIR,
+    default=DEFAULT_DIR,
     show_default=True,
     help="Directory holding stack.json, the logs and Redis's files.",
 )
 
 
-def _exports(info: local_stack.StackInfo) -> str:
+def _exports(info: StackInfo) -> str:
     return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in info.env().items())
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.devtools.stack import LocalStack, StackInfo, find_redis_server, find_tansu
+from stream_app.devtools.record import StackInfo
+from stream_app.devtools.servers import find_redis_server, find_tansu
+from stream_app.devtools.stack import LocalStack
 from stream_app.exceptions import StackError
 from stream_app.settings import Settings
 

@@ -23,7 +23,9 @@ from click.testing import CliRunner
 
 from stream_app.cli.main import cli
 from stream_app.devtools import stack as local_stack
-from stream_app.devtools.stack import LocalStack, ProcessInfo, StackInfo
+from stream_app.devtools.processes import ProcessInfo
+from stream_app.devtools.record import StackInfo
+from stream_app.devtools.stack import LocalStack
 
 if TYPE_CHECKING:  # fixtures come from pytest; the import is for the annotation only
     from tests.integration.conftest import UniqueNames
@@ -164,7 +166,7 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         assert again.exit_code == 0
         assert again.stdout == up.stdout  # idempotent: same stack
         assert runner.invoke(cli, ["stack", "status", "--dir", directory]).exit_code == 0
-        info = local_stack.StackInfo.load(Path(directory))
+        info = StackInfo.load(Path(directory))
     finally:
         down = runner.invoke(cli, ["stack", "down", "--dir", directory])
     assert down.exit_code == 0, down.output

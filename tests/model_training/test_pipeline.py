@@ -13,11 +13,13 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from model_training.card import SEGMENT_COLUMNS
 from model_training.cli.train import train as train_command
+from model_training.fitting import fit_segmenter
 from model_training.model.artifact import load_model
 from model_training.model.naming import SEGMENT_NAMES
 from model_training.model.selection import COMPARISON_COLUMNS
-from model_training.pipeline import SEGMENT_COLUMNS, fit_segmenter, train
+from model_training.pipeline import train
 
 HEADER = [
     "InvoiceNo",

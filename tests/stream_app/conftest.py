@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,60 +9,28 @@ from pathlib import Path
 import pytest
 import redis
 
+from stream_app.devtools.processes import terminate
+from stream_app.devtools.servers import find_redis_server, redis_url, start_redis
+from stream_app.exceptions import StackError
 from stream_app.store.keys import Keys
 from stream_app.store.memory import MemoryStore
 from stream_app.store.redis_store import RedisStore
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def private_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A redis-server of the tests' own, on a free port, stopped at the end."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed: apt-get install redis-server")
-    directory: Path = tmp_path_factory.mktemp("redis")
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        yield url
+        find_redis_server()
+    except StackError as exc:
+        pytest.skip(str(exc))
+    directory: Path = tmp_path_factory.mktemp("redis")
+    # Started like the local stack's Redis (no snapshots, no AOF); it also dies with pytest.
+    server = start_redis(directory, die_with_parent=True, timeout=10)
+    try:
+        yield redis_url(server.port)
     finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=10)
+        terminate([server], timeout=10)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""RFM semantics (DESIGN.md) on hand-made lines, as properties, and on the UCI data."""
+"""RFM semantics (docs/design.md) on hand-made lines, as properties, and on the UCI data."""
 
 from __future__ import annotations
 
@@ -241,7 +241,7 @@ def test_uci_customers_and_reference_rows(uci_rfm: pd.DataFrame) -> None:
 
 
 def independent_rfm(path: Path, t_ref: datetime) -> dict[str, tuple[int, int, float, str]]:
-    """DESIGN.md's RFM written out plainly over the file's rows: no pandas, no project code.
+    """docs/design.md's RFM written out plainly over the file's rows: no pandas, no project code.
 
     Returns ``customer -> (recency_days, frequency, monetary, country)``.
     """

@@ -13,7 +13,8 @@ from model_training.cli.synth import synth
 from model_training.data.cleaning import CLEANING_RULES, clean_transactions
 from model_training.data.loading import SOURCE_COLUMNS, load_transactions
 from model_training.data.rfm import compute_rfm, default_reference_time
-from model_training.data.synth import END, START, generate_transactions, write_transactions
+from model_training.data.synth import generate_transactions, write_transactions
+from model_training.data.synth_shop import END, START
 from model_training.exceptions import InvalidInputError
 
 CUSTOMERS = 300

@@ -9,8 +9,9 @@ from sklearn.exceptions import NotFittedError
 from sklearn.mixture import GaussianMixture
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from model_training.model.clusterers import make_clusterer
 from model_training.model.naming import SEGMENT_NAMES
-from model_training.model.segmenter import RFMSegmenter, make_clusterer
+from model_training.model.segmenter import RFMSegmenter
 
 
 def _rfm(n: int = 400, seed: int = 0) -> npt.NDArray[np.float64]:

@@ -14,7 +14,7 @@ from stream_app.core.events import OrderEvent, parse_order_event, write_json_sch
 SCHEMA_DIR = Path(stream_app.core.__file__).resolve().parent / "schemas"
 SCHEMA_NAMES = ("order_event", "segment_change", "clock_event", "dead_letter")
 
-#: The order event of DESIGN.md ("Events"), verbatim.
+#: The order event of docs/design.md ("Events"), verbatim.
 DESIGN_EVENT: dict[str, Any] = {
     "event_id": "536365",
     "kind": "purchase",

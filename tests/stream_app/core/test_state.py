@@ -224,7 +224,7 @@ def effect_lists(draw: st.DrawFn) -> list[OrderEffect]:
 
 
 def _expected_monetary(effects: Sequence[OrderEffect]) -> float:
-    """DESIGN.md's formula, computed from scratch."""
+    """docs/design.md's formula, computed from scratch."""
     spent = sum(d.value for e in effects if not e.is_return for d in e.items)
     matched = 0.0
     for sku in {d.sku for e in effects for d in e.items}:

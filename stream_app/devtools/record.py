@@ -1,0 +1,121 @@
+"""What a started local stack is, as recorded in ``DIR/stack.json``.
+
+The file names the stack's two processes (pids, start times, ports, logs) and how to reach
+them, so that another process (``rfm stack status``, ``rfm stack down``) can find and stop
+exactly those processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stream_app.devtools.processes import ProcessInfo
+from stream_app.devtools.servers import kafka_bootstrap, redis_url
+from stream_app.exceptions import StackError, StackNotFoundError
+from stream_app.settings import Settings
+
+__all__ = ["DEFAULT_DIR", "STATE_FILE", "StackInfo"]
+
+DEFAULT_DIR = Path(".rfm-stack")
+STATE_FILE = "stack.json"
+
+_FORMAT = 1  # version of stack.json's layout
+
+
+def _env_name(field: str) -> str:
+    # Derive the variable from Settings so a renamed field breaks here, not silently in a shell.
+    if field not in Settings.model_fields:
+        raise KeyError(f"Settings has no field {field!r}")
+    return f"{Settings.model_config.get('env_prefix', '')}{field}".upper()
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """A started stack: where it lives, its two processes and how to reach them.
+
+    Attributes
+    ----------
+    directory
+        Directory holding ``stack.json``, the logs and Redis's files.
+    kafka
+        The Tansu broker.
+    redis
+        The Redis server.
+    """
+
+    directory: Path
+    kafka: ProcessInfo
+    redis: ProcessInfo
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """Bootstrap servers, as ``RFM_KAFKA_BOOTSTRAP`` takes them."""
+        return kafka_bootstrap(self.kafka.port)
+
+    @property
+    def redis_url(self) -> str:
+        """Redis DSN (database 0), as ``RFM_REDIS_URL`` takes it."""
+        return redis_url(self.redis.port)
+
+    def env(self) -> dict[str, str]:
+        """Return the ``RFM_*`` variables that point the service at this stack."""
+        return {
+            _env_name("kafka_bootstrap"): self.kafka_bootstrap,
+            _env_name("redis_url"): self.redis_url,
+        }
+
+    def settings(self, **overrides: Any) -> Settings:
+        """Return :class:`Settings` pointing at this stack (other fields from ``overrides``)."""
+        values: dict[str, Any] = {
+            "kafka_bootstrap": self.kafka_bootstrap,
+            "redis_url": self.redis_url,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the content of ``stack.json``."""
+        return {
+            "format": _FORMAT,
+            "directory": str(self.directory),
+            "kafka_bootstrap": self.kafka_bootstrap,
+            "redis_url": self.redis_url,
+            "processes": {"kafka": self.kafka.to_json(), "redis": self.redis.to_json()},
+        }
+
+    @classmethod
+    def load(cls, directory: Path) -> StackInfo:
+        """Read ``DIR/stack.json``.
+
+        Raises
+        ------
+        StackNotFoundError
+            The file does not exist.
+        StackError
+            The file cannot be read.
+        """
+        path = Path(directory) / STATE_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            processes = data["processes"]
+            return cls(
+                directory=Path(directory),
+                kafka=ProcessInfo.from_json(processes["kafka"]),
+                redis=ProcessInfo.from_json(processes["redis"]),
+            )
+        except FileNotFoundError as exc:
+            raise StackNotFoundError(f"no stack in {directory}: {path} does not exist") from exc
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StackError(f"{path} cannot be read ({exc}); remove it and start again") from exc
+
+    def save(self) -> Path:
+        """Write ``DIR/stack.json`` atomically and return its path."""
+        path = self.directory / STATE_FILE
+        partial = path.with_suffix(".json.tmp")
+        partial.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        os.replace(partial, path)  # readers never see half a file
+        return path
