@@ -143,9 +143,12 @@ class RedisStore:
         """Connect to the Redis at ``url`` (a ``redis://`` DSN).
 
         Use it as ``async with RedisStore.from_url(...) as store:`` to close it after use.
+        The client comes from :func:`~stream_app.store.client.redis_client` (timeouts, and
+        retries after connection errors).
         """
-        client = aioredis.Redis.from_url(url, decode_responses=True)
-        return cls(client, Keys(prefix))
+        from stream_app.store.client import redis_client
+
+        return cls(redis_client(url), Keys(prefix))
 
     async def close(self) -> None:
         """Close the connection pool."""
