@@ -13,6 +13,7 @@ import click
 
 from model_training.exceptions import ModelArtifactError
 from stream_app.core.events import SegmentChange, write_json_schemas
+from stream_app.core.history import segment_as_of
 from stream_app.core.scoring import SegmentModel
 from stream_app.service.export import export_frame, segment_counts, write_export
 from stream_app.settings import Clock, Settings
@@ -236,18 +237,6 @@ def export(output: Path, t_ref: str | None) -> None:
 
     count = _with_store(settings, work)
     click.echo(f"wrote {count:,} customers to {output}", err=True)
-
-
-def segment_as_of(history: list[SegmentChange], moment: datetime) -> str | None:
-    """The segment a customer was in at ``moment``, from their history (newest first).
-
-    None when the history holds no change at or before ``moment`` (the customer had no
-    segment yet, or the change is older than the bounded history keeps).
-    """
-    for change in history:
-        if change.occurred_at <= moment:
-            return change.segment
-    return None
 
 
 def _describe(change: SegmentChange) -> str:
