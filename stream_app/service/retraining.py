@@ -19,29 +19,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
-
-from model_training.data.rfm import RFM_COLUMNS
 from model_training.model.artifact import LoadedModel
 from model_training.model.refit import QualityGates, retrain
-from stream_app.core.scoring import rfm_matrix
-from stream_app.service.export import customers_with_rfm
+from stream_app.service.snapshot import rfm_snapshot
 from stream_app.store.memory import CustomerStore
 from stream_app.store.registry import ModelRegistry
 
-__all__ = ["Retrainer", "rfm_snapshot"]
+__all__ = ["Retrainer"]
 
 log = logging.getLogger(__name__)
-
-
-async def rfm_snapshot(store: CustomerStore, now: float) -> pd.DataFrame:
-    """Every customer's RFM at ``now``: index ``customer_id``, the three RFM columns."""
-    states = await customers_with_rfm(store)
-    return pd.DataFrame(
-        rfm_matrix(states, now),
-        index=pd.Index([state.customer_id for state in states], name="customer_id"),
-        columns=RFM_COLUMNS,
-    ).astype({"recency_days": "int64", "frequency": "int64"})
 
 
 class Retrainer:

@@ -13,7 +13,8 @@ import redis
 import stream_app.service.retraining as retraining_module
 from model_training.model.refit import QualityGates
 from stream_app.core.effects import ItemDelta, OrderEffect
-from stream_app.service.retraining import Retrainer, rfm_snapshot
+from stream_app.service.retraining import Retrainer
+from stream_app.service.snapshot import rfm_snapshot
 from stream_app.store.keys import Keys
 from stream_app.store.memory import MemoryStore
 from stream_app.store.registry import ModelRegistry
