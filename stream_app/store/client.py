@@ -7,9 +7,9 @@ from :func:`redis_client`, so timeouts and retries are the same everywhere.
 A command that fails with a connection error or a timeout (Redis restarting, a failover, a
 dropped connection) is sent again on a new connection, after an exponentially growing pause, a
 few times; only then does the error reach the caller, where :func:`redis_errors` turns it into
-:class:`~stream_app.exceptions.StoreUnavailableError`. Every command this project sends may be
-sent twice: the stream's scripts apply an event once by its id, and the coordination commands
-set values rather than add to them.
+:class:`~stream_app.exceptions.StoreUnavailableError`. A command whose reply was lost may so
+run twice; what that means for a command is said where it is sent (e.g.
+:mod:`stream_app.store.coordination`).
 """
 
 from __future__ import annotations
