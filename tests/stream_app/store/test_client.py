@@ -1,11 +1,15 @@
-"""The one Redis client factory: what each client gets; a command outlives a lost connection."""
+"""The one Redis client factory: what each client gets, retries, and no synchronous client."""
 
 from __future__ import annotations
+
+import ast
+from pathlib import Path
 
 import pytest
 import redis
 from redis.exceptions import ConnectionError, TimeoutError
 
+import stream_app
 from stream_app.exceptions import StoreUnavailableError
 from stream_app.store.client import (
     CONNECT_TIMEOUT_S,
@@ -63,3 +67,109 @@ async def test_redis_errors_become_store_unavailable() -> None:
             await connection.ping()
     finally:
         await connection.aclose()
+
+
+# ------------------------------------------------------------------ no synchronous client
+
+#: The layers that run in the worker process (the CLI and the developer tools may block).
+ASYNC_LAYERS = ("core", "service", "store", "kafka")
+PACKAGE = Path(stream_app.__file__).parent
+
+#: What of redis-py is synchronous: the clients, their pools and their modules.
+_SYNC_NAMES = frozenset(
+    {
+        "BlockingConnectionPool",
+        "Connection",
+        "ConnectionPool",
+        "Redis",
+        "RedisCluster",
+        "Sentinel",
+        "StrictRedis",
+        "client",
+        "cluster",
+        "connection",
+        "from_url",
+        "sentinel",
+    }
+)
+
+
+def sync_redis_uses(source: str) -> list[str]:
+    """Where ``source`` imports or uses redis-py's synchronous client (``line: what``)."""
+    tree = ast.parse(source)
+    top_level: set[str] = set()  # names bound to the `redis` package itself
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] != "redis":
+                    continue
+                if len(parts) > 1 and parts[1] in _SYNC_NAMES:
+                    found.append(f"{node.lineno}: import {alias.name}")
+                if alias.asname is None or len(parts) == 1:
+                    # `import redis.asyncio` binds `redis` too; `import redis.asyncio as x`
+                    # binds x to redis.asyncio.
+                    top_level.add(alias.asname or "redis")
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            parts = node.module.split(".")
+            if parts[0] != "redis":
+                continue
+            if len(parts) > 1 and parts[1] in _SYNC_NAMES:
+                found.append(f"{node.lineno}: from {node.module} import ...")
+            elif len(parts) == 1:
+                found.extend(
+                    f"{node.lineno}: from redis import {alias.name}"
+                    for alias in node.names
+                    if alias.name in _SYNC_NAMES
+                )
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in top_level
+            and node.attr in _SYNC_NAMES
+        ):
+            found.append(f"{node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import redis\nclient = redis.Redis()",
+        "import redis\nclient = redis.from_url('redis://x')",
+        "import redis as r\nclient = r.StrictRedis.from_url('redis://x')",
+        "from redis import Redis",
+        "from redis.client import Pipeline",
+        "import redis.client",
+        "import redis.asyncio\nclient = redis.Redis()",
+    ],
+)
+def test_the_check_finds_a_synchronous_client(source: str) -> None:
+    assert sync_redis_uses(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import redis.asyncio as aioredis\nclient = aioredis.Redis.from_url('redis://x')",
+        "import redis.asyncio\nclient = redis.asyncio.Redis()",
+        "from redis.asyncio.retry import Retry\nfrom redis.exceptions import RedisError",
+        "import redis\nerror = redis.RedisError",
+        "from redis.backoff import ExponentialBackoff",
+    ],
+)
+def test_the_check_lets_async_use_through(source: str) -> None:
+    assert sync_redis_uses(source) == []
+
+
+def test_no_worker_module_uses_the_synchronous_client() -> None:
+    modules = sorted(path for layer in ASYNC_LAYERS for path in (PACKAGE / layer).rglob("*.py"))
+    assert len(modules) > 20
+    offenders = {
+        str(path.relative_to(PACKAGE)): uses
+        for path in modules
+        if (uses := sync_redis_uses(path.read_text(encoding="utf-8")))
+    }
+    assert offenders == {}, "the worker process must use stream_app.store.client.redis_client"
