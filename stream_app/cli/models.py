@@ -1,50 +1,65 @@
 """``rfm models ...`` and ``rfm retrain``: look at and steer the shared model registry.
 
 The registry root is ``RFM_MODEL_DIR``, the pointer lives in the Redis of ``RFM_REDIS_URL``
-under ``RFM_KEY_PREFIX`` (see :mod:`stream_app.store.registry`). Failures are the project's errors,
-so ``rfm`` ends them with one ``error:`` line.
+under ``RFM_KEY_PREFIX`` (see :mod:`stream_app.store.registry`), and so do the retrain request
+and the last attempt (:mod:`stream_app.store.coordination`). The commands are synchronous and
+run the async library code with :func:`asyncio.run`. Failures are the project's errors, so
+``rfm`` ends them with one ``error:`` line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import pandas as pd
-import redis
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from stream_app.exceptions import ModelUnavailableError, StoreUnavailableError
 from stream_app.settings import Settings
+from stream_app.store.client import redis_client
+from stream_app.store.coordination import Coordination
 from stream_app.store.keys import Keys
 from stream_app.store.registry import ModelRegistry
 
 __all__ = ["models", "retrain_command"]
 
-_CONNECT_TIMEOUT_S = 5.0
+T = TypeVar("T")
 
 
-@contextmanager
-def _registry(settings: Settings) -> Iterator[ModelRegistry]:
-    client = redis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_connect_timeout=_CONNECT_TIMEOUT_S,
-        socket_timeout=_CONNECT_TIMEOUT_S,
-    )
+@asynccontextmanager
+async def _connected(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """A client of ``RFM_REDIS_URL`` that has answered a PING; closed at exit."""
+    client = redis_client(settings.redis_url)
     try:
         try:
-            client.ping()
-        except redis.RedisError as exc:
+            await client.ping()
+        except RedisError as exc:
             raise StoreUnavailableError(
                 f"cannot reach Redis at {settings.redis_url} ({exc}); check RFM_REDIS_URL"
             ) from exc
-        yield ModelRegistry(settings.model_dir, client, Keys(settings.key_prefix))
+        yield client
     finally:
-        client.close()
+        await client.aclose()
+
+
+def _run(work: Callable[[ModelRegistry, Coordination], Awaitable[T]]) -> T:
+    """Run ``work`` with the registry and the coordination keys of the configured deployment."""
+    settings = Settings()
+
+    async def run() -> T:
+        async with _connected(settings) as client:
+            keys = Keys(settings.key_prefix)
+            registry = ModelRegistry(settings.model_dir, client, keys)
+            return await work(registry, Coordination(client, keys))
+
+    return asyncio.run(run())
 
 
 def _fmt(value: object, spec: str = ".3f") -> str:
@@ -63,8 +78,7 @@ def models() -> None:
 @models.command("list")
 def list_versions() -> None:
     """List the stored versions; '*' marks the one the workers serve."""
-    with _registry(Settings()) as registry:
-        rows = registry.versions()
+    rows = _run(lambda registry, _: registry.versions())
     if not rows:
         click.echo("no model versions yet: `rfm models import DIR` or wait for a retrain")
         return
@@ -87,14 +101,18 @@ def list_versions() -> None:
 @click.argument("version", required=False)
 def show(version: str | None) -> None:
     """Describe one version (default: the current one): segments, gates, migration."""
-    with _registry(Settings()) as registry:
-        chosen = version or registry.current_version()
+
+    async def work(
+        registry: ModelRegistry, _: Coordination
+    ) -> tuple[str, dict[str, Any], str | None]:
+        chosen = version or await registry.current_version()
         if chosen is None:
             raise ModelUnavailableError(
                 "no current model version; `rfm models import DIR` registers one"
             )
-        card = registry.card(chosen)
-        current = registry.current_version()
+        return chosen, await registry.card(chosen), await registry.current_version()
+
+    chosen, card, current = _run(work)
     click.echo(_describe(chosen, card, chosen == current))
 
 
@@ -142,17 +160,18 @@ def _describe(version: str, card: dict[str, Any], current: bool) -> str:
 @click.argument("version")
 def promote(version: str) -> None:
     """Make VERSION the model every worker serves (it must load)."""
-    with _registry(Settings()) as registry:
-        before = registry.promote(version)
+    before = _run(lambda registry, _: registry.promote(version))
     click.echo(f"serving {version} (was {before or 'none'})")
 
 
 @models.command("rollback")
 def rollback() -> None:
     """Serve the version served before the current one again."""
-    with _registry(Settings()) as registry:
-        current = registry.current_version()
-        version = registry.rollback()
+
+    async def work(registry: ModelRegistry, _: Coordination) -> tuple[str | None, str]:
+        return await registry.current_version(), await registry.rollback()
+
+    current, version = _run(work)
     click.echo(f"serving {version} (was {current})")
 
 
@@ -162,9 +181,11 @@ def rollback() -> None:
 )
 def import_model(directory: Path) -> None:
     """Register a model written by `rfm train` (current only if there is none yet)."""
-    with _registry(Settings()) as registry:
-        version = registry.import_dir(directory)
-        current = registry.current_version()
+
+    async def work(registry: ModelRegistry, _: Coordination) -> tuple[str, str | None]:
+        return await registry.import_dir(directory), await registry.current_version()
+
+    version, current = _run(work)
     state = "current" if current == version else f"not current (serving {current})"
     click.echo(f"registered {version}: {state}")
 
@@ -172,9 +193,12 @@ def import_model(directory: Path) -> None:
 @click.command("retrain")
 def retrain_command() -> None:
     """Ask the workers to retrain from the live state now; show the last attempt."""
-    with _registry(Settings()) as registry:
-        registry.request_retrain()
-        last = registry.last_attempt()
+
+    async def work(_: ModelRegistry, coordination: Coordination) -> dict[str, Any]:
+        await coordination.request_retrain()
+        return await coordination.last_attempt()
+
+    last = _run(work)
     click.echo("retrain requested: the next worker to check will retrain")
     if last:
         verdict = "accepted" if last.get("accepted") else "rejected"

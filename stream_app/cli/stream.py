@@ -13,10 +13,15 @@ import click
 
 from model_training.exceptions import ModelArtifactError
 from stream_app.core.events import SegmentChange, write_json_schemas
+from stream_app.core.history import segment_as_of
 from stream_app.core.scoring import SegmentModel
 from stream_app.service.export import export_frame, segment_counts, write_export
+from stream_app.service.model_source import load_serving_model
 from stream_app.settings import Clock, Settings
+from stream_app.store.client import redis_client
+from stream_app.store.keys import Keys
 from stream_app.store.redis_store import RedisStore
+from stream_app.store.registry import ModelRegistry
 
 __all__ = [
     "bootstrap",
@@ -64,28 +69,17 @@ def _format_time(epoch: float | None) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def _load_model(settings: Settings) -> SegmentModel | None:
+async def _serving_model(settings: Settings) -> SegmentModel | None:
     """The model the workers serve (the registry's current version), else RFM_MODEL_DIR's."""
-    import redis
-
-    from model_training.model.artifact import MODEL_FILE, load_model
-    from stream_app.store.keys import Keys
-    from stream_app.store.registry import ModelRegistry
-
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = redis_client(settings.redis_url)
     try:
-        current = ModelRegistry(settings.model_dir, client, Keys(settings.key_prefix))
-        model = current.load_current()
-        if model is not None:
-            return model
-        if (settings.model_dir / MODEL_FILE).exists():
-            return load_model(settings.model_dir)
-        return None
+        registry = ModelRegistry(settings.model_dir, client, Keys(settings.key_prefix))
+        return await load_serving_model(registry, settings.model_dir)
     except ModelArtifactError as exc:
         click.echo(f"warning: {exc}", err=True)
         return None
     finally:
-        client.close()
+        await client.aclose()
 
 
 @click.command()
@@ -222,7 +216,7 @@ def segments() -> None:
 def export(output: Path, t_ref: str | None) -> None:
     """Write the current state in the rfm.csv format of `rfm train`."""
     settings = Settings()
-    model = _load_model(settings)
+    model = asyncio.run(_serving_model(settings))
 
     async def work(store: RedisStore) -> int:
         reference = _parse_time(t_ref) if t_ref else None
@@ -236,18 +230,6 @@ def export(output: Path, t_ref: str | None) -> None:
 
     count = _with_store(settings, work)
     click.echo(f"wrote {count:,} customers to {output}", err=True)
-
-
-def segment_as_of(history: list[SegmentChange], moment: datetime) -> str | None:
-    """The segment a customer was in at ``moment``, from their history (newest first).
-
-    None when the history holds no change at or before ``moment`` (the customer had no
-    segment yet, or the change is older than the bounded history keeps).
-    """
-    for change in history:
-        if change.occurred_at <= moment:
-            return change.segment
-    return None
 
 
 def _describe(change: SegmentChange) -> str:

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import os
 import socket
 import tempfile
-import time
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -26,7 +24,6 @@ from typing import Any
 
 import aiokafka
 import faust
-import redis
 
 from model_training.model.refit import QualityGates
 from stream_app.kafka.publisher import FaustPublisher
@@ -36,6 +33,8 @@ from stream_app.service.ports import RawMessage
 from stream_app.service.processor import BatchProcessor, DecodedBatch
 from stream_app.service.retraining import Retrainer
 from stream_app.settings import Settings
+from stream_app.store.client import redis_client
+from stream_app.store.coordination import Coordination
 from stream_app.store.keys import Keys
 from stream_app.store.redis_store import RedisStore
 from stream_app.store.registry import ModelRegistry
@@ -90,8 +89,10 @@ def create_app(settings: Settings) -> faust.App:
 
     store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
     keys = Keys(settings.key_prefix)
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    # The model pointer and the coordination keys; the customer state has the store's client.
+    client = redis_client(settings.redis_url)
     registry = ModelRegistry(settings.model_dir, client, keys)
+    coordination = Coordination(client, keys)
     models = ModelSource(registry, settings.model_dir)
     processor = BatchProcessor(
         store,
@@ -102,8 +103,8 @@ def create_app(settings: Settings) -> faust.App:
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     retrainer = Retrainer(
         registry,
+        coordination,
         store,
-        client,
         models.current,
         processor.current_time,
         interval_s=settings.retrain_interval_s,
@@ -119,7 +120,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.task
     async def on_start() -> None:
         await store.ping()
-        models.refresh()
+        await models.refresh()
         # Changes recorded by a worker that died before publishing them.
         pending = await processor.announce_pending()
         if pending:
@@ -128,21 +129,16 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(interval=settings.model_refresh_s)
     async def refresh_model() -> None:
-        switched = models.refresh()
+        switched = await models.refresh()
         serving = models.current()
-        # Say which version this worker serves, for `rfm models list` and for operators.
-        client.hset(
-            keys.workers,
-            worker_id,
-            json.dumps({"version": serving.version if serving else None, "at": time.time()}),
-        )
+        # Say which version this worker serves, for operators.
+        await coordination.heartbeat(worker_id, serving.version if serving else None)
         if not switched:
             return
         model = models.current()
         assert model is not None
         # Every worker switches; one of them (whoever claims the version) re-scores everyone.
-        claim = keys.rescore_claim(model.version)
-        if client.set(claim, settings.app_id, nx=True, ex=7 * 86_400):
+        if await coordination.claim_rescore(model.version, settings.app_id):
             changed = await processor.rescore_all("retrain")
             log.info("re-scored every customer with model %s: %d moved", model.version, changed)
 

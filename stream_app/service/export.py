@@ -9,12 +9,11 @@ import numpy as np
 import pandas as pd
 
 from stream_app.core.scoring import SegmentModel, rfm_matrix
-from stream_app.core.state import CustomerState
 from stream_app.service.ports import CustomerStore
+from stream_app.service.snapshot import customers_with_rfm
 
 __all__ = [
     "EXPORT_COLUMNS",
-    "customers_with_rfm",
     "export_frame",
     "segment_counts",
     "write_export",
@@ -22,15 +21,6 @@ __all__ = [
 
 #: The columns of ``rfm.csv``, shared with ``rfm train``.
 EXPORT_COLUMNS = ["customer_id", "recency_days", "frequency", "monetary", "segment"]
-
-
-async def customers_with_rfm(store: CustomerStore, batch_size: int = 5000) -> list[CustomerState]:
-    """Every customer with a valid purchase (without items and event ids), sorted by id."""
-    states: list[CustomerState] = []
-    async for batch in store.scan(batch_size):
-        states.extend(state for state in batch if state.has_rfm)
-    states.sort(key=lambda state: state.customer_id)
-    return states
 
 
 async def export_frame(

@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
 from model_training.exceptions import ModelArtifactError
-from model_training.model.artifact import MODEL_FILE, LoadedModel
+from model_training.model.artifact import MODEL_FILE, LoadedModel, load_model
 from stream_app.exceptions import StreamError
 from stream_app.store.registry import ModelRegistry
 
-__all__ = ["ModelSource"]
+__all__ = ["ModelSource", "load_serving_model"]
 
 log = logging.getLogger(__name__)
+
+
+async def load_serving_model(registry: ModelRegistry, model_dir: Path) -> LoadedModel | None:
+    """The model the workers serve: the registry's current version, else ``model_dir``'s.
+
+    The model ``rfm train`` wrote into ``model_dir`` is what a worker registers when the
+    registry has none yet; it is loaded here without registering it.
+
+    Returns
+    -------
+    LoadedModel or None
+        None while there is no model at all.
+
+    Raises
+    ------
+    ModelArtifactError
+        The model there does not load.
+    StoreUnavailableError
+        Redis failed.
+    """
+    model = await registry.load_current()
+    if model is None and await asyncio.to_thread((model_dir / MODEL_FILE).exists):
+        model = await asyncio.to_thread(load_model, model_dir)
+    return model
 
 
 class ModelSource:
@@ -30,17 +55,27 @@ class ModelSource:
         self._failed: str | None = None
         self._said_missing = False
         self.last_error: str | None = None
+        # The start-up task and the refresh timer may both look: one switch, not two.
+        self._refreshing = asyncio.Lock()
 
     def current(self) -> LoadedModel | None:
         """The model to score with, or None while there is none."""
         return self._model
 
-    def refresh(self) -> bool:
-        """Switch to the registry's current version if it changed; True if switched."""
+    async def refresh(self) -> bool:
+        """Switch to the registry's current version if it changed; True if switched.
+
+        Loading a version (unpickling it and checking it) runs in a thread: the stream goes
+        on meanwhile, scoring with the model served until then.
+        """
+        async with self._refreshing:
+            return await self._refresh()
+
+    async def _refresh(self) -> bool:
         try:
-            version = self.registry.current_version()
-            if version is None and (self.model_dir / MODEL_FILE).exists():
-                version = self.registry.import_dir(self.model_dir)
+            version = await self.registry.current_version()
+            if version is None and await asyncio.to_thread((self.model_dir / MODEL_FILE).exists):
+                version = await self.registry.import_dir(self.model_dir)
                 log.info("registered the model in %s as version %s", self.model_dir, version)
         except (StreamError, ModelArtifactError) as exc:
             self._note_failure(None, str(exc))
@@ -60,7 +95,7 @@ class ModelSource:
         if version == self._failed:
             return False
         try:
-            model = self.registry.load(version)
+            model = await self.registry.load(version)
         except ModelArtifactError as exc:
             self._note_failure(version, str(exc))
             return False

@@ -3,10 +3,11 @@
 A worker retrains when asked (``rfm retrain``) or when the configured interval has passed
 since the last attempt by any worker *and* enough events were applied since. A lock in Redis
 (with an expiry, so a dead worker does not block the others) makes sure only one worker
-retrains. The new model is fitted with the same code as ``rfm train``
-(:func:`model_training.retrain.retrain`), judged by the quality gates and published to the
-registry only if it passes; every attempt is recorded. Whatever goes wrong, the model being
-served stays and the stream keeps running.
+retrains (:class:`~stream_app.store.coordination.Coordination`). The new model is fitted
+with the same code as ``rfm train`` (:func:`model_training.model.refit.retrain`), judged by
+the quality gates and published to the registry only if it passes; every attempt is
+recorded. Fitting and publishing run in threads, so the stream keeps going meanwhile.
+Whatever goes wrong, the model being served stays and the stream keeps running.
 """
 
 from __future__ import annotations
@@ -15,33 +16,24 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
-
-from model_training.data.rfm import RFM_COLUMNS
 from model_training.model.artifact import LoadedModel
 from model_training.model.refit import QualityGates, retrain
-from stream_app.core.scoring import rfm_matrix
-from stream_app.service.export import customers_with_rfm
 from stream_app.service.ports import CustomerStore
+from stream_app.service.snapshot import rfm_snapshot
+from stream_app.store.coordination import Coordination
 from stream_app.store.registry import ModelRegistry
 
-__all__ = ["Retrainer", "rfm_snapshot"]
+__all__ = ["LOCK_TTL_S", "Retrainer"]
 
 log = logging.getLogger(__name__)
 
-
-async def rfm_snapshot(store: CustomerStore, now: float) -> pd.DataFrame:
-    """Every customer's RFM at ``now``: index ``customer_id``, the three RFM columns."""
-    states = await customers_with_rfm(store)
-    return pd.DataFrame(
-        rfm_matrix(states, now),
-        index=pd.Index([state.customer_id for state in states], name="customer_id"),
-        columns=RFM_COLUMNS,
-    ).astype({"recency_days": "int64", "frequency": "int64"})
+#: Expiry of the retrain lock: far longer than a retrain takes (a minute for a million
+#: customers), short enough that a worker dying mid-retrain blocks the others only briefly.
+LOCK_TTL_S = 900.0
 
 
 class Retrainer:
@@ -50,15 +42,15 @@ class Retrainer:
     Parameters
     ----------
     registry
-        Where versions are published and attempts recorded.
+        Where new versions are published.
+    coordination
+        The lock, the retrain request and the record of attempts.
     store
         The customer-state store (the snapshot is read from it).
-    client
-        A synchronous Redis client (the lock and the counters).
     current
         Returns the model being served (the previous model of a retrain).
     now
-        Returns the stream clock.
+        Returns the stream clock (None before the first event).
     interval_s, min_events
         Retrain at most every ``interval_s`` seconds (0: only on request), and only when at
         least ``min_events`` events were applied since the last attempt.
@@ -66,25 +58,27 @@ class Retrainer:
         Quality gates a new model must pass.
     lock_ttl_s
         Expiry of the lock, longer than a retrain takes.
+    worker_id
+        Recorded with each attempt (default: this retrainer's random token).
     """
 
     def __init__(
         self,
         registry: ModelRegistry,
+        coordination: Coordination,
         store: CustomerStore,
-        client: Any,
         current: Callable[[], LoadedModel | None],
-        now: Callable[[], Any],
+        now: Callable[[], Awaitable[float | None]],
         *,
         interval_s: float,
         min_events: int,
         gates: QualityGates,
-        lock_ttl_s: float = 900.0,
+        lock_ttl_s: float = LOCK_TTL_S,
         worker_id: str = "",
     ) -> None:
         self.registry = registry
+        self.coordination = coordination
         self.store = store
-        self.client = client
         self.current = current
         self.now = now
         self.interval_s = interval_s
@@ -96,30 +90,28 @@ class Retrainer:
 
     async def maybe_retrain(self) -> str | None:
         """Retrain if asked or due and if this worker gets the lock; the new version or None."""
-        requested = self.registry.take_retrain_request()
+        coordination = self.coordination
+        requested = await coordination.take_retrain_request()
         applied = (await self.store.counters()).get("applied", 0)
-        if not requested and not self._due(applied):
+        if not requested and not await self._due(applied):
             return None
-        lock = self.registry.keys.retrain_lock
-        if not self.client.set(lock, self.token, nx=True, px=int(self.lock_ttl_s * 1000)):
+        if not await coordination.take_retrain_lock(self.token, self.lock_ttl_s):
             if requested:
-                self.registry.request_retrain()  # another worker is at it: ask again later
+                await coordination.request_retrain()  # another worker is at it: ask again later
             return None
         try:
             return await self._retrain(applied, requested)
         finally:
-            # Release only our own lock (it may have expired and been taken by another).
-            if self.client.get(lock) == self.token:
-                self.client.delete(lock)
+            await coordination.release_retrain_lock(self.token)
 
-    def _due(self, applied: int) -> bool:
+    async def _due(self, applied: int) -> bool:
         if self.interval_s <= 0:
             return False
-        last = self.registry.last_attempt()
+        last = await self.coordination.last_attempt()
         if not last:
             # The first look starts the clock: the interval and the event count are measured
             # from here, not from an empty history (which would retrain at once).
-            self.registry.record_attempt(
+            await self.coordination.record_attempt(
                 {"baseline": True, "applied_events": applied, "accepted": None, "version": None}
             )
             return False
@@ -142,11 +134,8 @@ class Retrainer:
                 raise RuntimeError("the stream clock has not started: no event yet")
             frame = await rfm_snapshot(self.store, clock)
             t_ref = datetime.fromtimestamp(clock, tz=UTC).replace(tzinfo=None)
-            loop = asyncio.get_running_loop()
             # Fitting takes seconds: in a thread, so the stream keeps going meanwhile.
-            result = await loop.run_in_executor(
-                None, lambda: retrain(frame, t_ref, previous, self.gates)
-            )
+            result = await asyncio.to_thread(retrain, frame, t_ref, previous, self.gates)
             outcome.update(
                 accepted=result.accepted,
                 reasons=result.reasons,
@@ -157,7 +146,7 @@ class Retrainer:
             )
             version = None
             if result.accepted:
-                version = self.registry.publish(result.segmenter, result.card)
+                version = await self.registry.publish(result.segmenter, result.card)
                 log.info("retrained: published model %s", version)
             else:
                 log.warning("retrained model refused: %s", "; ".join(result.reasons))
@@ -169,4 +158,4 @@ class Retrainer:
             return None
         finally:
             outcome["seconds"] = round(time.monotonic() - started, 2)
-            self.registry.record_attempt(outcome)
+            await self.coordination.record_attempt(outcome)

@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 from stream_app.core.effects import OrderEffect
 from stream_app.core.state import CustomerState, ItemTotals
 from stream_app.service.ports import DUE_LEASE_S, AppliedBatch, SegmentUpdate
+from stream_app.store.client import redis_client
 from stream_app.store.keys import Keys
-from stream_app.store.packing import packed_pool
 from stream_app.store.round_trip import RoundTrip, Script, call, lua_script
 
 __all__ = ["RedisStore", "decode_state"]
@@ -132,9 +132,10 @@ class RedisStore:
         """Connect to the Redis at ``url`` (a ``redis://`` DSN).
 
         Use it as ``async with RedisStore.from_url(...) as store:`` to close it after use.
+        The client comes from :func:`~stream_app.store.client.redis_client` (timeouts, and
+        retries after connection errors).
         """
-        client = aioredis.Redis.from_pool(packed_pool(url, decode_responses=True))
-        return cls(client, Keys(prefix))
+        return cls(redis_client(url), Keys(prefix))
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -15,6 +16,8 @@ from model_training.data.synth import generate_transactions, write_transactions
 from model_training.pipeline import train
 from stream_app.kafka.replay import build_events
 from stream_app.settings import Settings
+from stream_app.store.client import redis_client
+from stream_app.store.coordination import Coordination
 from stream_app.store.keys import Keys
 from stream_app.store.registry import ModelRegistry
 from tests.integration.streaming import (
@@ -57,16 +60,20 @@ def test_two_workers_retrain_once_switch_together_and_roll_back(
     )
     keys = Keys(settings.key_prefix)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    registry = ModelRegistry(model_dir, client, keys)
     events = build_events(frame).events
 
+    # The registry and the coordination keys are async: one loop (and client) for the test.
     with (
+        asyncio.Runner() as loop,
         running_worker(settings, tmp_path / "a.log") as first,
         running_worker(settings, tmp_path / "b.log") as second,
     ):
+        async_client = redis_client(settings.redis_url)
+        registry = ModelRegistry(model_dir, async_client, keys)
+        coordination = Coordination(async_client, keys)
         replay(settings, events)
         wait_for(lambda: len(serving(client, keys)) == 2, 60, "both workers to report")
-        original = registry.current_version()
+        original = loop.run(registry.current_version())
         assert original is not None
         wait_for(
             lambda: set(serving(client, keys).values()) == {original},
@@ -75,12 +82,12 @@ def test_two_workers_retrain_once_switch_together_and_roll_back(
         )
 
         # A retrain on request: one worker does it, both switch to the new version.
-        registry.request_retrain()
-        wait_for(lambda: registry.last_attempt().get("version"), 120, "a retrain")
-        attempt = registry.last_attempt()
+        loop.run(coordination.request_retrain())
+        wait_for(lambda: loop.run(coordination.last_attempt()).get("version"), 120, "a retrain")
+        attempt = loop.run(coordination.last_attempt())
         assert attempt["accepted"] is True, attempt
         retrained = attempt["version"]
-        assert retrained != original and registry.current_version() == retrained
+        assert retrained != original and loop.run(registry.current_version()) == retrained
         wait_for(
             lambda: set(serving(client, keys).values()) == {retrained},
             60,
@@ -89,12 +96,12 @@ def test_two_workers_retrain_once_switch_together_and_roll_back(
         logs = first.log() + second.log()
         assert logs.count("retrained: published model") == 1
 
-        card = registry.card(retrained)
+        card = loop.run(registry.card(retrained))
         matrix = card["migration"]["matrix"]
         assert sum(sum(row.values()) for row in matrix.values()) == card["n_customers"]
 
         # Rollback brings the previous version back on both workers.
-        assert registry.rollback() == original
+        assert loop.run(registry.rollback()) == original
         wait_for(
             lambda: set(serving(client, keys).values()) == {original},
             60,
@@ -125,6 +132,7 @@ def test_two_workers_retrain_once_switch_together_and_roll_back(
         ]
         replay(settings, more)
         assert first.process.poll() is None and second.process.poll() is None
+        loop.run(async_client.aclose())
 
     states = full_states(settings)
     assert states["zz-new"].segment is not None

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from stream_app.devtools.processes import terminate
 from stream_app.devtools.servers import find_redis_server, redis_url, start_redis
 from stream_app.exceptions import StackError
+from stream_app.store.client import redis_client
 from stream_app.store.keys import Keys
 from stream_app.store.memory import MemoryStore
 from stream_app.store.redis_store import RedisStore
@@ -39,6 +41,14 @@ def client(private_redis_url: str) -> Iterator[redis.Redis]:
     connection = redis.Redis.from_url(private_redis_url, decode_responses=True)
     yield connection
     connection.close()
+
+
+@pytest.fixture
+async def async_client(private_redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """An async client of the tests' own Redis, made as the service makes its clients."""
+    connection = redis_client(private_redis_url)
+    yield connection
+    await connection.aclose()
 
 
 @pytest.fixture(params=["memory", "redis"])

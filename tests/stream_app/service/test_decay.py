@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_app.cli.stream import segment_as_of
-from stream_app.core.events import SegmentChange
 from stream_app.core.scoring import HORIZON_DAYS, change_driver, next_change_times
 from stream_app.core.state import CustomerState
 from stream_app.service.processor import BatchProcessor, RawMessage
@@ -176,32 +172,6 @@ def test_driver_names_the_dimension_that_moved_most() -> None:
     assert change_driver("order", (3, 2, 100.0), (0, 2, 90_000.0)) == "monetary"
     assert change_driver("order", None, (0, 1, 10.0)) is None
     assert change_driver("recency", (3, 2, 100.0), (40, 2, 100.0)) == "recency"
-
-
-def _change(segment: str, day: int) -> SegmentChange:
-    return SegmentChange.model_validate(
-        {
-            "customer_id": "c",
-            "previous_segment": None,
-            "segment": segment,
-            "reason": "order",
-            "rfm": {"recency_days": 0, "frequency": 1, "monetary": 1.0},
-            "model_version": "v",
-            "occurred_at": (START + timedelta(days=day)).isoformat(),
-        }
-    )
-
-
-@pytest.mark.parametrize(
-    ("day", "expected"), [(-1, None), (0, "new"), (5, "new"), (10, "loyal"), (99, "lost")]
-)
-def test_segment_as_of_a_past_date(day: int, expected: str | None) -> None:
-    history: Sequence[SegmentChange] = [
-        _change("lost", 50),
-        _change("loyal", 10),
-        _change("new", 0),
-    ]
-    assert segment_as_of(list(history), START + timedelta(days=day)) == expected
 
 
 async def test_a_decay_step_that_dies_loses_nobody() -> None:

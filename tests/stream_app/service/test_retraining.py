@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import redis
+import redis.asyncio as aioredis
 
 import stream_app.service.retraining as retraining_module
 from model_training.model.refit import QualityGates
 from stream_app.core.effects import ItemDelta, OrderEffect
-from stream_app.service.retraining import Retrainer, rfm_snapshot
+from stream_app.service.retraining import Retrainer
+from stream_app.service.snapshot import rfm_snapshot
+from stream_app.store.coordination import Coordination
 from stream_app.store.keys import Keys
 from stream_app.store.memory import MemoryStore
 from stream_app.store.registry import ModelRegistry
@@ -45,20 +49,22 @@ async def store() -> MemoryStore:
     return memory
 
 
-def make_retrainer(
-    tmp_path: Path, client: redis.Redis, store: MemoryStore, **options: Any
-) -> tuple[Retrainer, ModelRegistry]:
+async def make_retrainer(
+    tmp_path: Path, client: aioredis.Redis, store: MemoryStore, **options: Any
+) -> tuple[Retrainer, ModelRegistry, Coordination]:
     keys = Keys(f"t{np.random.default_rng().integers(1 << 30)}")
     registry = ModelRegistry(tmp_path / "models", client, keys)
-    registry.publish(fitted_segmenter(), model_card(V1))
+    coordination = Coordination(client, keys)
+    await registry.publish(fitted_segmenter(), model_card(V1))
+    serving = await registry.load_current()
     settings: dict[str, Any] = {
         "interval_s": 0.0,
         "min_events": 0,
         "gates": QualityGates(min_silhouette=0.0, max_changed_share=1.0),
     }
     settings.update(options)
-    retrainer = Retrainer(registry, store, client, registry.load_current, store.clock, **settings)
-    return retrainer, registry
+    retrainer = Retrainer(registry, coordination, store, lambda: serving, store.clock, **settings)
+    return retrainer, registry, coordination
 
 
 async def test_snapshot_holds_every_customer_with_rfm(store: MemoryStore) -> None:
@@ -69,72 +75,110 @@ async def test_snapshot_holds_every_customer_with_rfm(store: MemoryStore) -> Non
 
 
 async def test_nothing_happens_unless_asked_or_due(
-    tmp_path: Path, client: redis.Redis, store: MemoryStore
+    tmp_path: Path, async_client: aioredis.Redis, store: MemoryStore
 ) -> None:
-    retrainer, registry = make_retrainer(tmp_path, client, store)
+    retrainer, registry, _ = await make_retrainer(tmp_path, async_client, store)
     assert await retrainer.maybe_retrain() is None
-    assert registry.current_version() == V1
+    assert await registry.current_version() == V1
 
 
 async def test_a_requested_retrain_publishes_and_records(
-    tmp_path: Path, client: redis.Redis, store: MemoryStore
+    tmp_path: Path, async_client: aioredis.Redis, store: MemoryStore
 ) -> None:
-    retrainer, registry = make_retrainer(tmp_path, client, store)
-    registry.request_retrain()
+    retrainer, registry, coordination = await make_retrainer(tmp_path, async_client, store)
+    await coordination.request_retrain()
     version = await retrainer.maybe_retrain()
-    assert version is not None and registry.current_version() == version
-    attempt = registry.last_attempt()
+    assert version is not None and await registry.current_version() == version
+    attempt = await coordination.last_attempt()
     assert attempt["accepted"] is True and attempt["version"] == version
     assert attempt["customers"] == 300 and attempt["previous"] == V1
 
 
 async def test_only_the_lock_holder_retrains(
-    tmp_path: Path, client: redis.Redis, store: MemoryStore
+    tmp_path: Path, async_client: aioredis.Redis, store: MemoryStore
 ) -> None:
-    retrainer, registry = make_retrainer(tmp_path, client, store)
-    client.set(registry.keys.retrain_lock, "another worker")
-    registry.request_retrain()
+    retrainer, registry, coordination = await make_retrainer(tmp_path, async_client, store)
+    await async_client.set(registry.keys.retrain_lock, "another worker")
+    await coordination.request_retrain()
     assert await retrainer.maybe_retrain() is None
-    assert registry.current_version() == V1
-    assert registry.take_retrain_request()  # asked again, for when the lock is free
+    assert await registry.current_version() == V1
+    assert await coordination.take_retrain_request()  # asked again, for when the lock is free
 
 
 async def test_a_crash_midway_keeps_the_current_model(
-    tmp_path: Path, client: redis.Redis, store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    async_client: aioredis.Redis,
+    store: MemoryStore,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def crash(*args: object, **kwargs: object) -> None:
         raise MemoryError("out of memory while fitting")
 
     monkeypatch.setattr(retraining_module, "retrain", crash)
-    retrainer, registry = make_retrainer(tmp_path, client, store)
-    registry.request_retrain()
+    retrainer, registry, coordination = await make_retrainer(tmp_path, async_client, store)
+    await coordination.request_retrain()
     assert await retrainer.maybe_retrain() is None
-    assert registry.current_version() == V1
-    attempt = registry.last_attempt()
+    assert await registry.current_version() == V1
+    attempt = await coordination.last_attempt()
     assert attempt["accepted"] is False
     assert "out of memory" in attempt["reasons"][0]
-    assert client.get(registry.keys.retrain_lock) is None  # released for the next attempt
+    lock = registry.keys.retrain_lock
+    assert await async_client.get(lock) is None  # released for the next attempt
 
 
 async def test_a_refused_model_is_not_published(
-    tmp_path: Path, client: redis.Redis, store: MemoryStore
+    tmp_path: Path, async_client: aioredis.Redis, store: MemoryStore
 ) -> None:
-    retrainer, registry = make_retrainer(
-        tmp_path, client, store, gates=QualityGates(min_silhouette=0.99)
+    retrainer, registry, coordination = await make_retrainer(
+        tmp_path, async_client, store, gates=QualityGates(min_silhouette=0.99)
     )
-    registry.request_retrain()
+    await coordination.request_retrain()
     assert await retrainer.maybe_retrain() is None
-    assert registry.current_version() == V1
-    attempt = registry.last_attempt()
+    assert await registry.current_version() == V1
+    attempt = await coordination.last_attempt()
     assert attempt["accepted"] is False and "silhouette" in " ".join(attempt["reasons"])
 
 
 async def test_the_interval_counts_from_a_baseline(
-    tmp_path: Path, client: redis.Redis, store: MemoryStore
+    tmp_path: Path, async_client: aioredis.Redis, store: MemoryStore
 ) -> None:
     await store.add_counters({"applied": 5000})
-    retrainer, registry = make_retrainer(tmp_path, client, store, interval_s=3600.0)
+    retrainer, registry, coordination = await make_retrainer(
+        tmp_path, async_client, store, interval_s=3600.0
+    )
     assert await retrainer.maybe_retrain() is None  # first look: baseline only
-    assert registry.last_attempt()["baseline"] is True
+    assert (await coordination.last_attempt())["baseline"] is True
     assert await retrainer.maybe_retrain() is None  # an hour has not passed
-    assert registry.current_version() == V1
+    assert await registry.current_version() == V1
+
+
+async def test_the_loop_keeps_running_while_a_model_fits(
+    tmp_path: Path,
+    async_client: aioredis.Redis,
+    store: MemoryStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_retrain = retraining_module.retrain
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.5)  # blocks its thread, as fitting does
+        return real_retrain(*args, **kwargs)
+
+    monkeypatch.setattr(retraining_module, "retrain", slow)
+    retrainer, registry, coordination = await make_retrainer(tmp_path, async_client, store)
+    await coordination.request_retrain()
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        version = await retrainer.maybe_retrain()
+    finally:
+        ticker.cancel()
+    assert version is not None and await registry.current_version() == version
+    assert ticks >= 20  # ~50 while the fit sleeps; none if it ran on the loop

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
+import redis.asyncio as aioredis
 from click.testing import CliRunner
 
-import stream_app.store.registry as registry_module
+import stream_app.store.model_files as model_files_module
 from model_training.exceptions import ModelArtifactError
 from model_training.model.artifact import CARD_FILE, MODEL_FILE, save_model
 from model_training.model.segmenter import RFMSegmenter
 from stream_app.cli.main import cli
 from stream_app.exceptions import ModelUnavailableError
+from stream_app.store.client import redis_client
+from stream_app.store.coordination import Coordination
 from stream_app.store.keys import Keys
-from stream_app.store.registry import STAGING_DIR, ModelRegistry
+from stream_app.store.model_files import STAGING_DIR
+from stream_app.store.registry import ModelRegistry
 from tests.fakes import V1, V2, V3, fitted_segmenter, model_card
 
 REPO = Path(__file__).resolve().parents[3]
@@ -33,186 +38,187 @@ def keys() -> Keys:
 
 
 @pytest.fixture
-def registry(tmp_path: Path, client: redis.Redis, keys: Keys) -> ModelRegistry:
-    return ModelRegistry(tmp_path / "registry", client, keys)
+def registry(tmp_path: Path, async_client: aioredis.Redis, keys: Keys) -> ModelRegistry:
+    return ModelRegistry(tmp_path / "registry", async_client, keys)
 
 
-def test_publish_sets_current_and_lists_versions(registry: ModelRegistry) -> None:
-    assert registry.current_version() is None
-    assert registry.versions() == []
-    assert registry.load_current() is None
+async def test_publish_sets_current_and_lists_versions(registry: ModelRegistry) -> None:
+    assert await registry.current_version() is None
+    assert await registry.versions() == []
+    assert await registry.load_current() is None
 
-    assert registry.publish(fitted_segmenter(), model_card(V1)) == V1
-    assert registry.current_version() == V1
-    assert registry.publish(fitted_segmenter(1), model_card(V2, trained_from="stream")) == V2
-    assert registry.current_version() == V2
-    assert registry.history() == [V1]
+    assert await registry.publish(fitted_segmenter(), model_card(V1)) == V1
+    assert await registry.current_version() == V1
+    assert await registry.publish(fitted_segmenter(1), model_card(V2, trained_from="stream")) == V2
+    assert await registry.current_version() == V2
+    assert await registry.history() == [V1]
 
-    rows = registry.versions()
+    rows = await registry.versions()
     assert [row["version"] for row in rows] == [V1, V2]
     assert [row["current"] for row in rows] == [False, True]
     assert [row["trained_from"] for row in rows] == ["batch", "stream"]
     assert rows[1]["method"] == "kmeans" and rows[1]["n_segments"] == 4
     assert rows[1]["silhouette"] == 0.3 and rows[1]["error"] is None
-    assert registry.card(V2)["trained_from"] == "stream"
-    loaded = registry.load(V2)
+    assert (await registry.card(V2))["trained_from"] == "stream"
+    loaded = await registry.load(V2)
     assert loaded.version == V2
     assert (registry.versions_dir / V2 / MODEL_FILE).is_file()
     assert not any((registry.root / STAGING_DIR).iterdir())
 
 
-def test_publishing_the_current_version_again_changes_nothing(registry: ModelRegistry) -> None:
-    registry.publish(fitted_segmenter(), model_card(V1))
-    registry.publish(fitted_segmenter(), model_card(V1))
-    assert registry.current_version() == V1
-    assert registry.history() == []
+async def test_publishing_the_current_version_again_changes_nothing(
+    registry: ModelRegistry,
+) -> None:
+    await registry.publish(fitted_segmenter(), model_card(V1))
+    await registry.publish(fitted_segmenter(), model_card(V1))
+    assert await registry.current_version() == V1
+    assert await registry.history() == []
 
 
-def test_promote_and_rollback(registry: ModelRegistry) -> None:
+async def test_promote_and_rollback(registry: ModelRegistry) -> None:
     for seed, version in enumerate((V1, V2, V3)):
-        registry.publish(fitted_segmenter(seed), model_card(version))
-    assert registry.history() == [V2, V1]
+        await registry.publish(fitted_segmenter(seed), model_card(version))
+    assert await registry.history() == [V2, V1]
 
-    assert registry.promote(V1) == V3
-    assert registry.current_version() == V1
-    assert registry.history() == [V3, V2, V1]
+    assert await registry.promote(V1) == V3
+    assert await registry.current_version() == V1
+    assert await registry.history() == [V3, V2, V1]
 
-    assert registry.rollback() == V3
-    assert registry.rollback() == V2
-    assert registry.rollback() == V1
-    assert registry.current_version() == V1
+    assert await registry.rollback() == V3
+    assert await registry.rollback() == V2
+    assert await registry.rollback() == V1
+    assert await registry.current_version() == V1
     with pytest.raises(ModelUnavailableError, match="no previous model version"):
-        registry.rollback()
-    assert registry.current_version() == V1
+        await registry.rollback()
+    assert await registry.current_version() == V1
 
 
-def test_promote_refuses_a_missing_or_broken_version(registry: ModelRegistry) -> None:
-    registry.publish(fitted_segmenter(), model_card(V1))
-    registry.publish(fitted_segmenter(1), model_card(V2))
+async def test_promote_refuses_a_missing_or_broken_version(registry: ModelRegistry) -> None:
+    await registry.publish(fitted_segmenter(), model_card(V1))
+    await registry.publish(fitted_segmenter(1), model_card(V2))
     with pytest.raises(ModelArtifactError, match="not in the registry"):
-        registry.promote(V3)
+        await registry.promote(V3)
     with pytest.raises(ModelArtifactError, match="not a model version id"):
-        registry.promote("../escape")
+        await registry.promote("../escape")
 
     (registry.versions_dir / V1 / MODEL_FILE).write_bytes(b"\x80\x04 this is not a pickle")
     with pytest.raises(ModelArtifactError, match="corrupt model file"):
-        registry.promote(V1)
-    assert registry.current_version() == V2
+        await registry.promote(V1)
+    assert await registry.current_version() == V2
     # The rollback target is the broken version: refused, nothing moves.
     with pytest.raises(ModelArtifactError, match="corrupt model file"):
-        registry.rollback()
-    assert registry.current_version() == V2
-    assert registry.history() == [V1]
+        await registry.rollback()
+    assert await registry.current_version() == V2
+    assert await registry.history() == [V1]
     # Publishing that id again does not point at the damaged copy either.
     with pytest.raises(ModelArtifactError):
-        registry.publish(fitted_segmenter(), model_card(V1))
-    assert registry.current_version() == V2
+        await registry.publish(fitted_segmenter(), model_card(V1))
+    assert await registry.current_version() == V2
 
 
-def test_incompatible_library_versions_are_refused(registry: ModelRegistry) -> None:
-    registry.publish(fitted_segmenter(), model_card(V1))
-    registry.publish(fitted_segmenter(1), model_card(V2))
+async def test_incompatible_library_versions_are_refused(registry: ModelRegistry) -> None:
+    await registry.publish(fitted_segmenter(), model_card(V1))
+    await registry.publish(fitted_segmenter(1), model_card(V2))
     card_path = registry.versions_dir / V1 / CARD_FILE
     card = json.loads(card_path.read_text())
     card["libraries"]["sklearn"] = "0.1.0"
     card_path.write_text(json.dumps(card))
     with pytest.raises(ModelArtifactError, match=r"built with scikit-learn 0\.1\.0"):
-        registry.promote(V1)
-    assert registry.current_version() == V2
+        await registry.promote(V1)
+    assert await registry.current_version() == V2
 
 
-def test_unreadable_card_shows_in_the_listing(registry: ModelRegistry) -> None:
-    registry.publish(fitted_segmenter(), model_card(V1))
+async def test_unreadable_card_shows_in_the_listing(registry: ModelRegistry) -> None:
+    await registry.publish(fitted_segmenter(), model_card(V1))
     (registry.versions_dir / V1 / CARD_FILE).write_text("{not json")
-    (row,) = registry.versions()
+    (row,) = await registry.versions()
     assert row["version"] == V1 and row["current"] is True
     assert "unreadable model card" in row["error"]
 
 
-def test_failed_publish_leaves_no_partial_version(
+async def test_failed_publish_leaves_no_partial_version(
     registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registry.publish(fitted_segmenter(), model_card(V1))
+    await registry.publish(fitted_segmenter(), model_card(V1))
 
     def half_written(model_dir: Path, segmenter: RFMSegmenter, card: dict[str, Any]) -> None:
         (model_dir / MODEL_FILE).write_bytes(b"half a model")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(registry_module, "save_model", half_written)
+    monkeypatch.setattr(model_files_module, "save_model", half_written)
     with pytest.raises(ModelArtifactError, match="No space left"):
-        registry.publish(fitted_segmenter(1), model_card(V2))
+        await registry.publish(fitted_segmenter(1), model_card(V2))
     assert not (registry.versions_dir / V2).exists()
-    assert [row["version"] for row in registry.versions()] == [V1]
+    assert [row["version"] for row in await registry.versions()] == [V1]
     assert not any((registry.root / STAGING_DIR).iterdir())
-    assert registry.current_version() == V1
+    assert await registry.current_version() == V1
 
 
-def test_two_workers_see_one_current_version(
+async def test_file_work_runs_off_the_event_loop(
+    registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[int] = []
+    real_load, real_save = model_files_module.load_model, model_files_module.save_model
+
+    def load(model_dir: Path) -> Any:
+        threads.append(threading.get_ident())
+        return real_load(model_dir)
+
+    def save(model_dir: Path, segmenter: RFMSegmenter, card: dict[str, Any]) -> None:
+        threads.append(threading.get_ident())
+        real_save(model_dir, segmenter, card)
+
+    monkeypatch.setattr(model_files_module, "load_model", load)
+    monkeypatch.setattr(model_files_module, "save_model", save)
+    await registry.publish(fitted_segmenter(), model_card(V1))
+    await registry.load_current()
+    await registry.promote(V1)
+    assert len(threads) >= 4
+    assert threading.get_ident() not in threads
+
+
+async def test_two_workers_see_one_current_version(
     tmp_path: Path, private_redis_url: str, keys: Keys
 ) -> None:
-    clients = [redis.Redis.from_url(private_redis_url, decode_responses=True) for _ in range(2)]
+    clients = [redis_client(private_redis_url) for _ in range(2)]
     try:
         one, two = (ModelRegistry(tmp_path / "shared", c, keys) for c in clients)
-        one.publish(fitted_segmenter(), model_card(V1))
-        assert two.current_version() == V1
-        loaded = two.load_current()
+        await one.publish(fitted_segmenter(), model_card(V1))
+        assert await two.current_version() == V1
+        loaded = await two.load_current()
         assert loaded is not None and loaded.version == V1
-        two.publish(fitted_segmenter(1), model_card(V2))
-        assert one.current_version() == V2
-        one.rollback()
-        assert two.current_version() == V1
+        await two.publish(fitted_segmenter(1), model_card(V2))
+        assert await one.current_version() == V2
+        await one.rollback()
+        assert await two.current_version() == V1
     finally:
         for connection in clients:
-            connection.close()
+            await connection.aclose()
 
 
-def test_import_dir_registers_an_rfm_train_output(registry: ModelRegistry, tmp_path: Path) -> None:
+async def test_import_dir_registers_an_rfm_train_output(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
     trained = tmp_path / "model"
     save_model(trained, fitted_segmenter(), model_card(V1))
-    assert registry.import_dir(trained) == V1
-    assert registry.current_version() == V1
+    assert await registry.import_dir(trained) == V1
+    assert await registry.current_version() == V1
 
     save_model(trained, fitted_segmenter(1), model_card(V2))
-    assert registry.import_dir(trained) == V2
-    assert registry.current_version() == V1  # importing never replaces a serving model
-    assert [row["version"] for row in registry.versions()] == [V1, V2]
-    assert registry.import_dir(trained) == V2  # again: no-op
+    assert await registry.import_dir(trained) == V2
+    assert await registry.current_version() == V1  # importing never replaces a serving model
+    assert [row["version"] for row in await registry.versions()] == [V1, V2]
+    assert await registry.import_dir(trained) == V2  # again: no-op
 
     broken = tmp_path / "broken"
     save_model(broken, fitted_segmenter(), model_card(V3))
     (broken / MODEL_FILE).write_bytes(b"garbage")
     with pytest.raises(ModelArtifactError, match="corrupt model file"):
-        registry.import_dir(broken)
+        await registry.import_dir(broken)
     with pytest.raises(ModelArtifactError, match="missing"):
-        registry.import_dir(tmp_path / "nothing")
+        await registry.import_dir(tmp_path / "nothing")
     assert not (registry.versions_dir / V3).exists()
     assert not any((registry.root / STAGING_DIR).iterdir())
-
-
-def test_retrain_request_is_taken_once(registry: ModelRegistry) -> None:
-    assert registry.take_retrain_request() is False
-    registry.request_retrain()
-    registry.request_retrain()
-    assert registry.take_retrain_request() is True
-    assert registry.take_retrain_request() is False
-
-
-def test_last_attempt_round_trip(registry: ModelRegistry) -> None:
-    assert registry.last_attempt() == {}
-    registry.record_attempt(
-        {"accepted": False, "reasons": ["silhouette 0.100 is below 0.150"], "version": V2}
-    )
-    last = registry.last_attempt()
-    assert last["accepted"] is False
-    assert last["reasons"] == ["silhouette 0.100 is below 0.150"]
-    assert last["version"] == V2
-    assert isinstance(last["time"], str)
-    registry.record_attempt({"time": "2024-03-01T00:00:00+00:00", "accepted": True, "version": V3})
-    assert registry.last_attempt() == {
-        "time": "2024-03-01T00:00:00+00:00",
-        "accepted": True,
-        "version": V3,
-    }
 
 
 # ------------------------------------------------------------------ CLI
@@ -268,13 +274,20 @@ def test_models_commands(tmp_path: Path, env: dict[str, str]) -> None:
 
     output = run("retrain")
     assert "retrain requested" in output and "last attempt" not in output
-    client = redis.Redis.from_url(env["RFM_REDIS_URL"], decode_responses=True)
-    registry = ModelRegistry(Path(env["RFM_MODEL_DIR"]), client, Keys(env["RFM_KEY_PREFIX"]))
-    try:
-        assert registry.take_retrain_request() is True
-        registry.record_attempt({"accepted": False, "reasons": ["too few"], "version": None})
-    finally:
-        client.close()
+
+    async def take_and_record() -> bool:
+        client = redis_client(env["RFM_REDIS_URL"])
+        try:
+            coordination = Coordination(client, Keys(env["RFM_KEY_PREFIX"]))
+            taken = await coordination.take_retrain_request()
+            await coordination.record_attempt(
+                {"accepted": False, "reasons": ["too few"], "version": None}
+            )
+            return taken
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(take_and_record()) is True
     assert "rejected, version -: too few" in run("retrain")
 
     failed = runner.invoke(cli, ["models", "promote", V3], env=env)

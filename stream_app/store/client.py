@@ -1,0 +1,123 @@
+"""The one place Redis clients are made: async, decoding to ``str``, retrying at the connection.
+
+Everything of the worker process that talks to Redis (the customer-state store, the model
+registry's pointer, the coordination between workers) and the ``rfm`` commands get their client
+from :func:`redis_client`, so timeouts and retries are the same everywhere.
+
+A command that fails with a connection error or a timeout (Redis restarting, a failover, a
+dropped connection) is sent again on a new connection, after an exponentially growing pause, a
+few times; only then does the error reach the caller, where :func:`redis_errors` turns it into
+:class:`~stream_app.exceptions.StoreUnavailableError`. A command whose reply was lost may so
+run twice; what that means for a command is said where it is sent (e.g.
+:mod:`stream_app.store.coordination`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, RedisError, TimeoutError
+
+from stream_app.exceptions import StoreUnavailableError
+from stream_app.store.packing import packed_pool
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "HEALTH_CHECK_INTERVAL_S",
+    "RETRIES",
+    "SOCKET_TIMEOUT_S",
+    "redis_client",
+    "redis_errors",
+]
+
+#: Times a command is sent again after a connection error or a timeout.
+RETRIES = 3
+
+#: Longest wait for a TCP connection to Redis.
+CONNECT_TIMEOUT_S = 5.0
+
+#: Longest wait for one reply. The longest commands here (a chunk of the stream's Lua script
+#: calls, a registry script) take milliseconds; ten seconds means Redis is stuck, not busy.
+SOCKET_TIMEOUT_S = 10.0
+
+#: A connection idle this long is checked with a PING before it is used again, so one that
+#: a proxy or a Redis restart closed meanwhile is replaced instead of failing the command.
+HEALTH_CHECK_INTERVAL_S = 30
+
+# Pauses between attempts: 0.05 s doubling up to 1 s (0.05, 0.1, 0.2 for three retries).
+_BACKOFF_BASE_S = 0.05
+_BACKOFF_CAP_S = 1.0
+_RETRIED_ERRORS: tuple[type[RedisError], ...] = (ConnectionError, TimeoutError)
+
+
+def redis_client(
+    url: str,
+    *,
+    retries: int = RETRIES,
+    socket_timeout_s: float = SOCKET_TIMEOUT_S,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+) -> aioredis.Redis:
+    """Create an async client of the Redis at ``url`` (a ``redis://`` DSN).
+
+    Replies are decoded to ``str``. Nothing connects until the first command; close the
+    client with ``await client.aclose()``.
+
+    Parameters
+    ----------
+    url
+        The DSN, e.g. ``redis://127.0.0.1:6379/0`` (``RFM_REDIS_URL``).
+    retries
+        Times a command is sent again after a connection error or a timeout.
+    socket_timeout_s, connect_timeout_s
+        Longest wait for a reply, and for a connection.
+
+    Returns
+    -------
+    redis.asyncio.Redis
+        The client, with its own connection pool.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> client = redis_client("redis://127.0.0.1:6379/0")
+    >>> client.get_connection_kwargs()["decode_responses"]
+    True
+    >>> asyncio.run(client.aclose())
+    """
+    # Commands are packed by hiredis (stream_app.store.packing), as redis-py's sync client does.
+    pool = packed_pool(
+        url,
+        decode_responses=True,
+        retry=Retry(
+            ExponentialBackoff(cap=_BACKOFF_CAP_S, base=_BACKOFF_BASE_S),
+            retries,
+            supported_errors=_RETRIED_ERRORS,
+        ),
+        retry_on_error=list(_RETRIED_ERRORS),
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=connect_timeout_s,
+        socket_keepalive=True,
+        health_check_interval=HEALTH_CHECK_INTERVAL_S,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
+@contextmanager
+def redis_errors() -> Iterator[None]:
+    """Turn redis-py's errors raised inside the block into :class:`StoreUnavailableError`.
+
+    Works around ``await`` too: ``with redis_errors(): value = await client.get(key)``.
+
+    Raises
+    ------
+    StoreUnavailableError
+        A Redis call inside the block failed (after the client's retries).
+    """
+    try:
+        yield
+    except RedisError as exc:
+        raise StoreUnavailableError(f"Redis call failed ({type(exc).__name__}: {exc})") from exc
