@@ -14,10 +14,10 @@ from stream_app.core.events import SegmentChange
 from stream_app.core.scoring import SegmentModel
 from stream_app.exceptions import StoreUnavailableError
 from stream_app.service.ports import ChangeMessage, SegmentUpdate
-from stream_app.service.processor import BatchProcessor, RawMessage
+from stream_app.service.processor import BatchProcessor
 from stream_app.settings import Clock
 from stream_app.store.memory import MemoryStore
-from tests.fakes import FrequencyModel, MemoryPublisher
+from tests.fakes import FrequencyModel, MemoryPublisher, messages, order_event
 
 DAY = 86_400
 
@@ -54,27 +54,10 @@ def order(
     hour: int = 10,
     lines: list[dict[str, Any]] | None = None,
 ) -> bytes:
-    event = {
-        "event_id": event_id,
-        "kind": kind,
-        "order_id": event_id,
-        "customer_id": customer,
-        "occurred_at": when(day, hour).isoformat(),
-        "country": "United Kingdom",
-        "lines": lines or [{"sku": "85123A", "quantity": 2, "unit_price": 5.0}],
-    }
-    return json.dumps(event).encode()
+    return order_event(event_id, customer, when(day, hour), kind=kind, lines=lines)
 
 
-def batch(*values: bytes, first_offset: int = 0) -> list[RawMessage]:
-    messages = []
-    for number, value in enumerate(values, start=first_offset):
-        try:
-            key = json.loads(value)["customer_id"].encode()
-        except (ValueError, KeyError, TypeError):
-            key = b"k"
-        messages.append(RawMessage(key, value, "orders", 3, number))
-    return messages
+batch = messages
 
 
 def make(
