@@ -97,34 +97,35 @@ def _changes(
 ) -> list[SegmentChange]:
     occurred_at = datetime.fromtimestamp(now, tz=UTC)
     changes = []
-    for state, name, row in zip(scored, names, matrix, strict=True):
-        segment = str(name)
+    # Plain Python values, and models built without validation: every value is already typed
+    # (ints, floats, names from the model), and a batch may hold thousands of changes.
+    for state, segment, row in zip(scored, names.tolist(), matrix.tolist(), strict=True):
         if segment == state.segment:
             continue
-        rfm = RFMValues(
-            recency_days=int(row[0]), frequency=int(row[1]), monetary=round(float(row[2]), 2)
-        )
+        recency, frequency, monetary = row
         previous = state.segment_rfm
         changes.append(
-            SegmentChange(
+            SegmentChange.model_construct(
                 customer_id=state.customer_id,
                 previous_segment=state.segment,
                 segment=segment,
                 reason=reason,
-                rfm=rfm,
+                rfm=RFMValues.model_construct(
+                    recency_days=int(recency), frequency=int(frequency), monetary=round(monetary, 2)
+                ),
                 model_version=version,
                 occurred_at=occurred_at,
                 sequence=state.sequence + 1,
                 previous_rfm=(
                     None
                     if previous is None
-                    else RFMValues(
+                    else RFMValues.model_construct(
                         recency_days=previous[0],
                         frequency=previous[1],
                         monetary=round(previous[2], 2),
                     )
                 ),
-                driver=change_driver(reason, previous, (row[0], row[1], row[2])),
+                driver=change_driver(reason, previous, (recency, frequency, monetary)),
             )
         )
     return changes
