@@ -90,6 +90,26 @@ async def run(redis_url: str, model_dir: Path, events: list[tuple[bytes, bytes]]
         "\nprocessing, most costly functions (own CPU time, us/event, profiler overhead included):"
     )
     stats = pstats.Stats(profile)
+    print(
+        "\nprocessing by step (CPU us/event with what each calls; profiler overhead included):"
+    )
+    steps = {
+        "score": "scoring (model calls, change events)",
+        "predict_segments": "  of which model predictions",
+        "apply": "store: apply (encode, send, decode states)",
+        "record_each": "store: record changes and due times",
+        "mark_announced": "store: clear marks, add counters",
+        "publish_changes": "publish changes",
+        "of": "serialise changes",
+    }
+    cumulative: dict[str, float] = {}
+    for (path, _line, name), (_, _, _, cum, _) in stats.stats.items():  # type: ignore[attr-defined]
+        if name in steps and (
+            "stream_app" in path or "model_training" in path or "benchmarks" in path
+        ):
+            cumulative[name] = max(cumulative.get(name, 0.0), cum)
+    for name, label in steps.items():
+        print(f"  {cumulative.get(name, 0.0) / count * 1e6:6.2f}  {label}")
     rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)  # type: ignore[attr-defined]
     for (path, line, name), (_, calls, own, _cumulative, _) in rows[:15]:
         where = f"{Path(path).name}:{line}" if line else path
