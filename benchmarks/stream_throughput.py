@@ -37,7 +37,8 @@ from model_training.pipeline import train
 from stream_app.core.events import SegmentChange
 from stream_app.devtools.stack import LocalStack
 from stream_app.kafka.admin import ensure_stream_topics
-from stream_app.kafka.replay import plan_replay, publish_events, wait_until_processed
+from stream_app.kafka.replay import publish_events, wait_until_processed
+from stream_app.service.order_events import plan_replay
 from stream_app.settings import Settings
 from stream_app.store.redis_store import RedisStore
 

@@ -25,8 +25,8 @@ from model_training.model.artifact import load_model
 from model_training.pipeline import train
 from stream_app.core.events import DeadLetter
 from stream_app.devtools.stack import LocalStack
-from stream_app.kafka.replay import plan_replay
 from stream_app.kafka.worker import settle_garbage_collector
+from stream_app.service.order_events import plan_replay
 from stream_app.service.ports import ChangeMessage, RawMessage
 from stream_app.service.processor import BatchProcessor
 from stream_app.settings import Settings
@@ -90,9 +90,7 @@ async def run(redis_url: str, model_dir: Path, events: list[tuple[bytes, bytes]]
         "\nprocessing, most costly functions (own CPU time, us/event, profiler overhead included):"
     )
     stats = pstats.Stats(profile)
-    print(
-        "\nprocessing by step (CPU us/event with what each calls; profiler overhead included):"
-    )
+    print("\nprocessing by step (CPU us/event with what each calls; profiler overhead included):")
     steps = {
         "score": "scoring (model calls, change events)",
         "predict_segments": "  of which model predictions",

@@ -107,7 +107,8 @@ def replay(
     input_path: Path, rate: float | None, wait: bool, timeout: float, shuffle_seed: int | None
 ) -> None:
     """Publish an Online Retail file as order events, one per invoice."""
-    from stream_app.kafka.replay import plan_replay, publish_events, wait_until_processed
+    from stream_app.kafka.replay import publish_events, wait_until_processed
+    from stream_app.service.order_events import plan_replay
 
     settings = Settings()
     click.echo(f"reading {input_path} ...", err=True)

@@ -27,9 +27,10 @@ from model_training.pipeline import train
 from stream_app.core.events import SegmentChange
 from stream_app.devtools.stack import LocalStack
 from stream_app.kafka.clock_events import publish_clock_event
-from stream_app.kafka.replay import build_events, publish_events, wait_until_processed
+from stream_app.kafka.replay import publish_events, wait_until_processed
 from stream_app.kafka.watch import follow_changes
 from stream_app.service.export import export_frame, segment_counts, write_export
+from stream_app.service.order_events import build_events
 from stream_app.settings import Settings
 from stream_app.store.redis_store import RedisStore
 

@@ -18,7 +18,7 @@ from model_training.data.cleaning import clean_transactions
 from model_training.data.loading import load_transactions
 from model_training.data.rfm import customer_totals
 from stream_app.core.state import CustomerState, ItemTotals
-from stream_app.kafka.replay import ReplayPlan, build_events
+from stream_app.service.order_events import ReplayPlan, build_events
 from stream_app.service.ports import CustomerStore
 
 __all__ = ["bootstrap_states", "load_history"]

@@ -14,7 +14,7 @@ import redis
 from model_training.data.loading import load_transactions
 from model_training.data.synth import generate_transactions, write_transactions
 from model_training.pipeline import train
-from stream_app.kafka.replay import build_events
+from stream_app.service.order_events import build_events
 from stream_app.settings import Settings
 from stream_app.store.client import redis_client
 from stream_app.store.coordination import Coordination

@@ -24,8 +24,8 @@ from model_training.model.artifact import LoadedModel, load_model
 from model_training.pipeline import train
 from stream_app.core.state import CustomerState
 from stream_app.kafka.clock_events import publish_clock_event
-from stream_app.kafka.replay import ReplayPlan, build_events
 from stream_app.service.bootstrap import bootstrap_states, load_history
+from stream_app.service.order_events import ReplayPlan, build_events
 from stream_app.settings import Settings
 from stream_app.store.redis_store import RedisStore
 from tests.integration.streaming import (

@@ -22,8 +22,8 @@ from model_training.data.synth import generate_transactions, write_transactions
 from stream_app.core.effects import order_effect
 from stream_app.core.events import parse_order_event
 from stream_app.core.state import CustomerState
-from stream_app.kafka.replay import ReplayPlan, build_events
 from stream_app.service.bootstrap import bootstrap_states
+from stream_app.service.order_events import ReplayPlan, build_events
 from stream_app.store.memory import MemoryStore
 
 CUSTOMERS = 300

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from stream_app.core.events import parse_order_event
-from stream_app.kafka.replay import build_events
+from stream_app.service.order_events import build_events
 from tests.conftest import FrameBuilder, Row
 
 UK = "United Kingdom"
