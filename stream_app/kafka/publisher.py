@@ -26,6 +26,7 @@ class FaustPublisher:
         self.app = app
         self.changes = changes
         self.dead_letters = dead_letters
+        self._declared: set[str] = set()
 
     async def publish_changes(self, changes: Sequence[ChangeMessage]) -> None:
         # Serialised once, when recorded: the history entry and the message are the same text.
@@ -41,8 +42,12 @@ class FaustPublisher:
     async def _send(self, topic: Any, messages: Sequence[tuple[str | None, str]]) -> None:
         if not messages:
             return
-        await topic.maybe_declare()  # once per topic: faust remembers it is done
         name = topic.get_topic_name()
+        if name not in self._declared:
+            # Once per topic and process: faust's declare asks the broker to create the topic
+            # every time it is called (an admin request per batch, and a log line).
+            await topic.maybe_declare()
+            self._declared.add(name)
         send = self.app.producer.send
         # Send all, then wait for every acknowledgement (the producer batches meanwhile).
         futures = [
