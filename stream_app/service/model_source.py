@@ -9,14 +9,14 @@ from pathlib import Path
 from model_training.exceptions import ModelArtifactError
 from model_training.model.artifact import MODEL_FILE, LoadedModel, load_model
 from stream_app.exceptions import StreamError
-from stream_app.store.registry import ModelRegistry
+from stream_app.service.ports import ModelVersions
 
 __all__ = ["ModelSource", "load_serving_model"]
 
 log = logging.getLogger(__name__)
 
 
-async def load_serving_model(registry: ModelRegistry, model_dir: Path) -> LoadedModel | None:
+async def load_serving_model(registry: ModelVersions, model_dir: Path) -> LoadedModel | None:
     """The model the workers serve: the registry's current version, else ``model_dir``'s.
 
     The model ``rfm train`` wrote into ``model_dir`` is what a worker registers when the
@@ -48,7 +48,7 @@ class ModelSource:
     leaves the current model serving; the reason is logged once per failing version.
     """
 
-    def __init__(self, registry: ModelRegistry, model_dir: Path) -> None:
+    def __init__(self, registry: ModelVersions, model_dir: Path) -> None:
         self.registry = registry
         self.model_dir = model_dir
         self._model: LoadedModel | None = None

@@ -1,9 +1,11 @@
-"""The seams the service layer depends on: the customer-state store and the publisher.
+"""The seams the service layer depends on: store, publisher, model versions, coordination.
 
 Only Protocols and the plain data they exchange live here. The Redis store
 (:mod:`stream_app.store.redis_store`) and the in-memory store (:mod:`stream_app.store.memory`)
 implement :class:`CustomerStore`; the faust publisher (:mod:`stream_app.kafka.publisher`)
-implements :class:`Publisher`. One contract test suite runs against both stores.
+implements :class:`Publisher`; the model registry (:mod:`stream_app.store.registry`)
+implements :class:`ModelVersions`, and :mod:`stream_app.store.coordination` implements
+:class:`RetrainCoordination`. One contract test suite runs against both stores.
 
 Every store method is one round trip to the store, so the processor's cost in round trips is
 the number of store calls it makes: three per batch of orders in steady state (apply, record,
@@ -14,8 +16,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
+from model_training.model.artifact import LoadedModel
+from model_training.model.segmenter import RFMSegmenter
 from stream_app.core.effects import OrderEffect
 from stream_app.core.events import DeadLetter, SegmentChange
 from stream_app.core.state import CustomerState
@@ -25,8 +30,10 @@ __all__ = [
     "AppliedBatch",
     "ChangeMessage",
     "CustomerStore",
+    "ModelVersions",
     "Publisher",
     "RawMessage",
+    "RetrainCoordination",
     "SegmentUpdate",
 ]
 
@@ -198,4 +205,56 @@ class Publisher(Protocol):
 
     async def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Publish dead letters keyed like their source message."""
+        ...
+
+
+class ModelVersions(Protocol):
+    """The model versions every worker shares, and which one serves."""
+
+    async def current_version(self) -> str | None:
+        """The version every worker should serve, or None."""
+        ...
+
+    async def load(self, version: str) -> LoadedModel:
+        """Load and check one version (``ModelArtifactError`` if it does not load)."""
+        ...
+
+    async def load_current(self) -> LoadedModel | None:
+        """Load the current version, or None while there is none."""
+        ...
+
+    async def import_dir(self, path: Path) -> str:
+        """Register a directory written by ``rfm train``; current only if none is."""
+        ...
+
+    async def publish(self, segmenter: RFMSegmenter, card: Mapping[str, Any]) -> str:
+        """Store a new model as a version and make it the current one."""
+        ...
+
+
+class RetrainCoordination(Protocol):
+    """What workers agree on to retrain one at a time."""
+
+    async def take_retrain_lock(self, token: str, ttl_s: float) -> bool:
+        """Take the retrain lock for ``ttl_s`` seconds; False if another holds it."""
+        ...
+
+    async def release_retrain_lock(self, token: str) -> bool:
+        """Release the lock if ``token`` still holds it."""
+        ...
+
+    async def request_retrain(self) -> None:
+        """Ask the workers to retrain at their next opportunity."""
+        ...
+
+    async def take_retrain_request(self) -> bool:
+        """Consume a pending request; True if there was one (only one caller gets it)."""
+        ...
+
+    async def record_attempt(self, outcome: Mapping[str, Any]) -> None:
+        """Record what the last retrain attempt did."""
+        ...
+
+    async def last_attempt(self) -> dict[str, Any]:
+        """The last recorded attempt; empty if none."""
         ...

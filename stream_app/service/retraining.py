@@ -22,10 +22,8 @@ from typing import Any
 
 from model_training.model.artifact import LoadedModel
 from model_training.model.refit import QualityGates, retrain
-from stream_app.service.ports import CustomerStore
+from stream_app.service.ports import CustomerStore, ModelVersions, RetrainCoordination
 from stream_app.service.snapshot import rfm_snapshot
-from stream_app.store.coordination import Coordination
-from stream_app.store.registry import ModelRegistry
 
 __all__ = ["LOCK_TTL_S", "Retrainer"]
 
@@ -64,8 +62,8 @@ class Retrainer:
 
     def __init__(
         self,
-        registry: ModelRegistry,
-        coordination: Coordination,
+        registry: ModelVersions,
+        coordination: RetrainCoordination,
         store: CustomerStore,
         current: Callable[[], LoadedModel | None],
         now: Callable[[], Awaitable[float | None]],
