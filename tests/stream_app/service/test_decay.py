@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from stream_app.core.scoring import HORIZON_DAYS, change_driver, next_change_times
 from stream_app.core.state import CustomerState
-from stream_app.service.processor import BatchProcessor, RawMessage
+from stream_app.service.ports import RawMessage
+from stream_app.service.processor import BatchProcessor
 from stream_app.store.memory import MemoryStore
 from tests.fakes import MemoryPublisher
 
@@ -186,3 +187,14 @@ async def test_a_decay_step_that_dies_loses_nobody() -> None:
     await store.advance_clock(later + 3601)
     assert await processor.decay() == 1  # the lease ran out: re-scored after all
     assert publisher.changes[-1].segment == "at_risk"
+
+
+async def test_due_customers_without_rfm_are_forgotten() -> None:
+    store, publisher = MemoryStore(), MemoryPublisher()
+    processor = BatchProcessor(store, publisher, RecencyModel, retry_delay_s=0.001)
+    await processor.handle([purchase("1", "a", START)])
+    # A customer with only a return has no RFM: due once (say, scheduled by an older worker),
+    # they are taken, not scored, and not scheduled again.
+    await store.schedule({"ghost": START.timestamp()})
+    await processor.decay()
+    assert await store.due_count() == 1  # only "a"
