@@ -123,7 +123,9 @@ class CustomerStore(Protocol):
         """Store new segments and due times; say for each update whether it was stored.
 
         An update whose ``previous_segment`` or sequence is stale is skipped (compare-and-set).
-        A stored change is marked unannounced until :meth:`mark_announced`. ``due`` sets when
+        The same update sent again (a resend after a lost reply) reads as stored, so its change
+        is still published. A stored change is marked unannounced until :meth:`mark_announced`.
+        ``due`` sets when
         (stream clock) each customer's segment is next due to change; None forgets it.
         """
         ...

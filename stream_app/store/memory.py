@@ -59,6 +59,14 @@ class MemoryStore:
         stored: list[bool] = []
         for update in updates:
             state = self._states.get(update.customer_id) or CustomerState(update.customer_id)
+            history = self._history.get(update.customer_id)
+            if (
+                (update.sequence, update.segment) == (state.sequence, state.segment)
+                and history
+                and history[0] == update.history_entry
+            ):
+                stored.append(True)  # recorded already by this very update
+                continue
             if state.segment != update.previous_segment or update.sequence <= state.sequence:
                 stored.append(False)
                 continue

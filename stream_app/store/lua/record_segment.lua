@@ -4,7 +4,7 @@
 -- (one hash tag). ARGV[1]: the history length to keep; ARGV[2]: a JSON array with, per
 -- update, [segment, previous segment ('' for none), since (epoch s, text), model version,
 -- sequence, history entry (JSON text), recency, frequency, monetary (text; '' if unknown)].
--- Returns, per update, 1 if stored and 0 if not.
+-- Returns, per update, 1 if stored (now, or by this same update before) and 0 if not.
 local keep = tonumber(ARGV[1])
 local updates = cjson.decode(ARGV[2])
 local results = {}
@@ -12,7 +12,11 @@ for u = 1, #updates do
   local state, history, update = KEYS[2 * u - 1], KEYS[2 * u], updates[u]
   local current = redis.call('HGET', state, 'segment') or ''
   local stored = tonumber(redis.call('HGET', state, 'sequence')) or 0
-  if current ~= update[2] or update[5] <= stored then
+  if update[5] == stored and current == update[1]
+      and redis.call('LINDEX', history, 0) == update[6] then
+    -- Recorded already by this very update (a resend after its reply was lost): stored.
+    results[u] = 1
+  elseif current ~= update[2] or update[5] <= stored then
     results[u] = 0
   else
     -- Marked unannounced until the change is published (then cleared): a crash in between

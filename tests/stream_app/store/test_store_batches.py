@@ -150,3 +150,14 @@ async def test_scripts_unknown_to_redis_are_loaded_and_run_once(
         assert state is not None
         assert replace(state, items={}, orders=frozenset()) == result.states[0]
         assert state.frequency == 2 and state.items["A"].bought == 3
+
+
+async def test_an_update_sent_again_reads_as_stored(store: Store) -> None:
+    # A resend after a lost reply must not look like a lost race: its change is published.
+    await store.apply([purchase_effect("1", at(2), ("A", 1, 1.0))])
+    first = update("c1", "new")
+    assert await store.record_each([first]) == [True]
+    assert await store.record_each([first]) == [True]
+    assert await store.history("c1") == [first.history_entry]
+    rival = SegmentUpdate("c1", "loyal", None, at(9), "v1", 1, '{"c": "other"}')
+    assert await store.record_each([rival]) == [False]
