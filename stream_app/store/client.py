@@ -100,8 +100,9 @@ def redis_client(
         retry_on_error=list(_RETRIED_ERRORS),
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=connect_timeout_s,
-        socket_keepalive=True,
         health_check_interval=HEALTH_CHECK_INTERVAL_S,
+        # TCP keepalive notices a peer that vanished; a Unix socket has no such option.
+        **({} if url.startswith("unix://") else {"socket_keepalive": True}),
     )
     return aioredis.Redis.from_pool(pool)
 

@@ -12,10 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 import hiredis
-from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection, parse_url
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    ConnectionPool,
+    SSLConnection,
+    UnixDomainSocketConnection,
+    parse_url,
+)
 from redis.exceptions import DataError
 
-__all__ = ["PackedConnection", "PackedSSLConnection", "packed_pool"]
+__all__ = ["PackedConnection", "PackedSSLConnection", "PackedUnixConnection", "packed_pool"]
 
 
 def _pack(args: tuple[Any, ...]) -> list[bytes]:
@@ -43,12 +50,27 @@ class PackedSSLConnection(SSLConnection):
         return _pack(args)
 
 
+class PackedUnixConnection(UnixDomainSocketConnection):
+    """A Unix-socket connection whose commands are packed by hiredis."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        return _pack(args)
+
+
+#: redis-py's connection class for each URL scheme, and ours that packs with hiredis.
+_PACKED: dict[type[AbstractConnection], type[AbstractConnection]] = {
+    Connection: PackedConnection,
+    SSLConnection: PackedSSLConnection,
+    UnixDomainSocketConnection: PackedUnixConnection,
+}
+
+
 def packed_pool(url: str, **options: Any) -> ConnectionPool:
-    """A connection pool for a ``redis://`` or ``rediss://`` URL whose connections use hiredis.
+    """A connection pool for a ``redis://``, ``rediss://`` or ``unix://`` URL, packing with hiredis.
 
     ``options`` go to the connections (e.g. ``decode_responses=True``).
     """
     settings: dict[str, Any] = {**options, **parse_url(url)}
-    tls = settings.get("connection_class") is SSLConnection
-    settings["connection_class"] = PackedSSLConnection if tls else PackedConnection
+    chosen = settings.get("connection_class", Connection)
+    settings["connection_class"] = _PACKED.get(chosen, chosen)
     return ConnectionPool(**settings)
