@@ -117,15 +117,22 @@ def create_app(settings: Settings) -> faust.App:
         worker_id=worker_id,
     )
 
+    # Orders wait for the start-up below: the model loads in a thread now, and an order scored
+    # before it is there would get no segment and no due time until the customer's next order.
+    started = asyncio.Event()
+
     @app.task
     async def on_start() -> None:
-        await store.ping()
-        await models.refresh()
-        # Changes recorded by a worker that died before publishing them.
-        pending = await processor.announce_pending()
-        if pending:
-            log.info("published %d pending segment change(s)", pending)
-        settle_garbage_collector()
+        try:
+            await store.ping()
+            await models.refresh()
+            # Changes recorded by a worker that died before publishing them.
+            pending = await processor.announce_pending()
+            if pending:
+                log.info("published %d pending segment change(s)", pending)
+            settle_garbage_collector()
+        finally:
+            started.set()
 
     @app.timer(interval=settings.model_refresh_s)
     async def refresh_model() -> None:
@@ -158,6 +165,7 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(orders, concurrency=1)
     async def apply_orders(stream: Any) -> None:
+        await started.wait()
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
             for event in events:
                 # take_events acknowledges the batch when this body returns; the extra
