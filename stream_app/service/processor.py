@@ -290,7 +290,9 @@ class BatchProcessor:
         published = [message for message, ok in zip(messages, stored, strict=True) if ok]
         if published:
             await self.publisher.publish_changes(published)
-        return [message.change.customer_id for message in published], trips + 1
+        # Nothing to record and nobody to schedule sends nothing.
+        sent = 1 if updates or schedule else 0
+        return [message.change.customer_id for message in published], trips + sent
 
     async def _announce_pending(self, states: list[CustomerState]) -> int:
         """Publish the recorded-but-unpublished last change of these customers.

@@ -336,14 +336,14 @@ async def test_a_batch_is_three_store_calls_and_counts_them() -> None:
     quiet = await processor.handle(
         batch(order("3", "c", 1, lines=[{"sku": "POST", "quantity": 1, "unit_price": 5.0}]))
     )
-    assert (quiet.changes, quiet.round_trips) == (0, 3)
+    assert (quiet.changes, quiet.round_trips) == (0, 2)  # no RFM: nothing to record
     clock_only = await processor.handle(
         batch(json.dumps({"kind": "clock", "occurred_at": when(3).isoformat()}).encode())
     )
     assert clock_only.round_trips == 2  # apply (the clock), counters
     counters = await store.counters()
     assert counters["batches"] == 3
-    assert counters["batch_round_trips"] == 3 + 3 + 2
+    assert counters["batch_round_trips"] == 3 + 2 + 2
     assert counters["clock_events"] == 1
     assert len(publisher.payloads) == 2
 
@@ -355,3 +355,10 @@ async def test_each_change_is_serialised_once_for_history_and_topic() -> None:
     assert [
         SegmentChange.model_validate_json(text) for text in publisher.payloads
     ] == publisher.changes
+
+
+async def test_a_batch_with_nothing_to_record_counts_two_round_trips() -> None:
+    processor, _, _ = make()
+    # A return from a customer the store has never seen: no RFM, nothing to score or schedule.
+    outcome = await processor.handle(batch(order("C1", "z", 1, kind="return")))
+    assert (outcome.applied, outcome.changes, outcome.round_trips) == (1, 0, 2)
