@@ -86,9 +86,6 @@ async def run(redis_url: str, model_dir: Path, events: list[tuple[bytes, bytes]]
     print(f"decode (validate + reduce)     {decode_cpu / count * 1e6:6.1f} us/event")
     print(f"process (store, score, publish) {process_cpu / count * 1e6:5.1f} us/event")
     print(f"Redis round trips per batch    {trips / len(batches):6.2f}")
-    print(
-        "\nprocessing, most costly functions (own CPU time, us/event, profiler overhead included):"
-    )
     stats = pstats.Stats(profile)
     print("\nprocessing by step (CPU us/event with what each calls; profiler overhead included):")
     steps = {
@@ -108,6 +105,9 @@ async def run(redis_url: str, model_dir: Path, events: list[tuple[bytes, bytes]]
             cumulative[name] = max(cumulative.get(name, 0.0), cum)
     for name, label in steps.items():
         print(f"  {cumulative.get(name, 0.0) / count * 1e6:6.2f}  {label}")
+    print(
+        "\nprocessing, most costly functions (own CPU time, us/event, profiler overhead included):"
+    )
     rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)  # type: ignore[attr-defined]
     for (path, line, name), (_, calls, own, _cumulative, _) in rows[:15]:
         where = f"{Path(path).name}:{line}" if line else path
