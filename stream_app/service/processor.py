@@ -257,11 +257,6 @@ class BatchProcessor:
         model = self.model()
         if model is None:
             return [], 0
-        if not states:
-            if not forget:
-                return [], 0
-            await self._retry(self.store.record_each, [], dict.fromkeys(forget))
-            return [], 1
         trips = await self._announce_pending([state for state in states if state.unannounced])
         changes, due = score(states, model, now, reason)
         messages = [ChangeMessage.of(change) for change in changes]
