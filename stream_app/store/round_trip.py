@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Sequence
 from importlib.resources import files
 from typing import Any, TypeVar
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
-from stream_app.exceptions import StoreUnavailableError
+from stream_app.store.client import redis_errors
 
 __all__ = ["RoundTrip", "Script", "call", "lua_script"]
 
@@ -43,10 +43,8 @@ def lua_script(client: Any, name: str) -> Script:
 
 async def call(awaitable: Awaitable[T]) -> T:
     """Await one Redis call, turning redis-py's errors into ours (which the worker retries)."""
-    try:
+    with redis_errors():
         return await awaitable
-    except RedisError as exc:
-        raise StoreUnavailableError(f"Redis call failed: {exc}") from exc
 
 
 class RoundTrip:
@@ -95,7 +93,8 @@ class RoundTrip:
                 replies[index] = reply
         for reply in replies:
             if isinstance(reply, Exception):
-                raise StoreUnavailableError(f"Redis call failed: {reply}") from reply
+                with redis_errors():
+                    raise reply
         self._queued.clear()
         return replies
 
