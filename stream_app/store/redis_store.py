@@ -220,26 +220,22 @@ class RedisStore:
     ) -> None:
         trip = RoundTrip(self.client)
         self._queue_chunks(trip, self._mark_announced, customer_ids, self._state_key)
-        for name, value in (counts or {}).items():
-            if value:
-                trip.command("HINCRBY", self.keys.counters, name, value)
+        self._queue_counters(trip, counts or {})
         await trip.execute()
 
     async def last_changes(self, customer_ids: Sequence[str]) -> list[str | None]:
-        if not customer_ids:
-            return []
-        pipe = self.client.pipeline(transaction=False)
+        trip = RoundTrip(self.client)
         for customer in customer_ids:
-            pipe.lindex(self.keys.history(customer), 0)
-        replies: list[str | None] = await self._execute(pipe)
+            trip.command("LINDEX", self.keys.history(customer), 0)
+        replies: list[str | None] = await trip.execute()
         return replies
 
     async def get(self, customer_id: str) -> CustomerState | None:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(self.keys.state(customer_id))
-        pipe.hgetall(self.keys.items(customer_id))
-        pipe.smembers(self.keys.orders(customer_id))
-        fields, raw_items, orders = await self._execute(pipe)
+        trip = RoundTrip(self.client)
+        trip.command("HGETALL", self.keys.state(customer_id))
+        trip.command("HGETALL", self.keys.items(customer_id))
+        trip.command("SMEMBERS", self.keys.orders(customer_id))
+        fields, raw_items, orders = await trip.execute()
         if not fields:
             return None
         state = decode_state(customer_id, fields)
@@ -265,7 +261,7 @@ class RedisStore:
 
     async def put(self, states: Sequence[CustomerState]) -> None:
         """Write whole states (items and event ids included), replacing what is there."""
-        pipe = self.client.pipeline(transaction=False)
+        trip = RoundTrip(self.client)
         for state in states:
             customer = state.customer_id
             fields: dict[str, str | int] = {
@@ -293,8 +289,8 @@ class RedisStore:
             if any(totals.returned for totals in state.items.values()):
                 fields["has_returns"] = 1  # apply.lua matches returns only for such customers
             keys = [self.keys.state(customer), self.keys.items(customer)]
-            pipe.delete(*keys, self.keys.orders(customer))
-            pipe.hset(keys[0], mapping=fields)
+            trip.command("DEL", *keys, self.keys.orders(customer))
+            trip.command("HSET", keys[0], *(part for pair in fields.items() for part in pair))
             item_fields: dict[str, str | int] = {}
             for sku, totals in state.items.items():
                 if totals.bought:
@@ -303,10 +299,12 @@ class RedisStore:
                     item_fields[f"r:{sku}"] = totals.returned
                     item_fields[f"v:{sku}"] = repr(totals.returned_value)
             if item_fields:
-                pipe.hset(keys[1], mapping=item_fields)
+                trip.command(
+                    "HSET", keys[1], *(part for pair in item_fields.items() for part in pair)
+                )
             if state.orders:
-                pipe.sadd(self.keys.orders(customer), *state.orders)
-        await self._execute(pipe)
+                trip.command("SADD", self.keys.orders(customer), *state.orders)
+        await trip.execute()
 
     async def load(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
         if not customer_ids:
@@ -345,11 +343,9 @@ class RedisStore:
         return float(value) if value is not None else None
 
     async def add_counters(self, counts: Mapping[str, int]) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        for name, value in counts.items():
-            if value:
-                pipe.hincrby(self.keys.counters, name, value)
-        await self._execute(pipe)
+        trip = RoundTrip(self.client)
+        self._queue_counters(trip, counts)
+        await trip.execute()
 
     async def counters(self) -> dict[str, int]:
         raw: dict[str, str] = await call(self.client.hgetall(self.keys.counters))
@@ -381,10 +377,8 @@ class RedisStore:
             trip.script(script, [key for item in chunk for key in keys_of(item)], args_of(chunk))
         return chunks
 
-    async def _execute(self, pipe: Any) -> list[Any]:
-        try:
-            replies: list[Any] = await call(pipe.execute())
-        finally:
-            # Give the connection back to the pool even when the call failed.
-            await pipe.reset()
-        return replies
+    def _queue_counters(self, trip: RoundTrip, counts: Mapping[str, int]) -> None:
+        """Queue the increments of the service-wide counters (zeros are left out)."""
+        for name, value in counts.items():
+            if value:
+                trip.command("HINCRBY", self.keys.counters, name, value)
