@@ -24,6 +24,7 @@ from stream_app.settings import Clock
 from stream_app.store.memory import MemoryStore
 from stream_app.store.redis_store import RedisStore
 from tests.fakes import MemoryPublisher
+from tests.fakes import messages as shop_messages
 
 DUMP = json.loads((Path(__file__).parent / "data" / "redis_state_v0.json").read_text())
 
@@ -39,12 +40,7 @@ class ShopModel:
 
 
 def messages(events: list[dict[str, Any]], first: int) -> list[RawMessage]:
-    return [
-        RawMessage(
-            event["customer_id"].encode(), json.dumps(event).encode(), "orders", 0, first + n
-        )
-        for n, event in enumerate(events)
-    ]
+    return shop_messages(*(json.dumps(event).encode() for event in events), first_offset=first)
 
 
 def rounded(state: CustomerState) -> CustomerState:
