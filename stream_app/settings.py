@@ -5,8 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model_training.data.rules import NON_PRODUCT_PATTERN, ProductRule
 
 __all__ = ["Clock", "Settings"]
 
@@ -69,6 +71,41 @@ class Settings(BaseSettings):
     )
     web_port: int = Field(6066, description="Port of the worker's faust web server")
     key_prefix: str = Field("rfm", description="Prefix of every Redis key")
+    non_product_pattern: str = Field(
+        NON_PRODUCT_PATTERN,
+        description="Regular expression matched against the whole stock code: codes it "
+        "matches are not products (default: codes beginning with a letter)",
+    )
+    max_event_ahead_s: float = Field(
+        86_400.0,
+        ge=0,
+        description="An order dated more than this after the wall clock is a dead letter",
+    )
+    max_quantity: int = Field(
+        1_000_000, ge=1, description="Largest quantity of one order line; above: dead letter"
+    )
+    max_unit_price: float = Field(
+        1_000_000.0, gt=0, description="Largest unit price of one order line; above: dead letter"
+    )
+    max_order_value: float = Field(
+        100_000_000.0, gt=0, description="Largest value of one order event; above: dead letter"
+    )
+    dlq_max_payload: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Bytes of the original message a dead letter keeps (the rest is cut)",
+    )
+
+    @field_validator("non_product_pattern")
+    @classmethod
+    def _valid_pattern(cls, value: str) -> str:
+        ProductRule(value)  # raises ValueError with the reason
+        return value
+
+    @property
+    def product_rule(self) -> ProductRule:
+        """The rule that tells products from other stock codes."""
+        return ProductRule(self.non_product_pattern)
 
     def to_env(self) -> dict[str, str]:
         """The ``RFM_*`` environment variables that rebuild these settings in another process."""

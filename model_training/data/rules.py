@@ -11,9 +11,11 @@ import re
 from datetime import datetime, timedelta
 
 __all__ = [
+    "DEFAULT_RULE",
     "NON_PRODUCT_PATTERN",
     "RETURN_PREFIX",
     "SECONDS_PER_DAY",
+    "ProductRule",
     "default_t_ref",
     "is_product_code",
     "is_return_invoice",
@@ -22,9 +24,9 @@ __all__ = [
 ]
 
 #: Stock codes made only of letters (and spaces) are postage, discounts, manual adjustments
-#: and fees (``POST``, ``D``, ``M``, ``BANK CHARGES``), not products.
+#: and fees (``POST``, ``D``, ``M``, ``BANK CHARGES``), not products. Matched against the whole
+#: stock code.
 NON_PRODUCT_PATTERN = r"[A-Za-z ]+"
-_NON_PRODUCT = re.compile(NON_PRODUCT_PATTERN)
 
 #: Invoice numbers starting with this letter are returns (cancellations).
 RETURN_PREFIX = "C"
@@ -32,15 +34,72 @@ RETURN_PREFIX = "C"
 SECONDS_PER_DAY = 86_400
 
 
+class ProductRule:
+    """Which stock codes are products: those the non-product pattern does not match whole.
+
+    One rule is shared by ``rfm train``, ``rfm bootstrap``, the replayer and the worker
+    (``RFM_NON_PRODUCT_PATTERN``), and recorded in the model card.
+
+    Parameters
+    ----------
+    pattern
+        A regular expression matched against the whole stock code.
+
+    Raises
+    ------
+    ValueError
+        ``pattern`` is not a valid regular expression.
+
+    Examples
+    --------
+    >>> rule = ProductRule()
+    >>> rule.is_product("85123A"), rule.is_product("POST"), rule.is_product("BANK CHARGES")
+    (True, False, False)
+    >>> ProductRule(r"[A-Za-z].*").is_product("C2")
+    False
+    """
+
+    def __init__(self, pattern: str = NON_PRODUCT_PATTERN) -> None:
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from exc
+        self.pattern = pattern
+        self._fullmatch = compiled.fullmatch
+        self._answers: dict[str, bool] = {}
+
+    def is_product(self, sku: str) -> bool:
+        """Tell whether ``sku`` names a product (answers are remembered: codes recur)."""
+        answer = self._answers.get(sku)
+        if answer is None:
+            answer = self._fullmatch(sku) is None
+            if len(self._answers) < 1 << 16:
+                self._answers[sku] = answer
+        return answer
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProductRule) and other.pattern == self.pattern
+
+    def __hash__(self) -> int:
+        return hash(self.pattern)
+
+    def __repr__(self) -> str:
+        return f"ProductRule({self.pattern!r})"
+
+
+#: The default rule.
+DEFAULT_RULE = ProductRule()
+
+
 def is_product_code(sku: str) -> bool:
-    """Tell whether a stock code names a product.
+    """Tell whether a stock code names a product under the default rule.
 
     Examples
     --------
     >>> is_product_code("85123A"), is_product_code("POST"), is_product_code("BANK CHARGES")
     (True, False, False)
     """
-    return _NON_PRODUCT.fullmatch(sku) is None
+    return DEFAULT_RULE.is_product(sku)
 
 
 def is_return_invoice(invoice: str) -> bool:

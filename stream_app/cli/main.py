@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+from pydantic import ValidationError
 
 from model_training.cli.synth import synth
 from model_training.cli.train import train
@@ -13,7 +14,7 @@ from stream_app.cli import stream as stream_cli
 from stream_app.cli.models import models, retrain_command
 from stream_app.cli.stack import stack
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "settings_problem"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,3 +53,24 @@ def main() -> None:
     except RFMError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        click.echo(f"error: {settings_problem(exc)}", err=True)
+        sys.exit(2)
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """One line naming the first ``RFM_*`` variable that is wrong, and why.
+
+    >>> from stream_app.settings import Settings
+    >>> try:
+    ...     Settings(topic_partitions=0)
+    ... except ValidationError as exc:
+    ...     print(settings_problem(exc))
+    RFM_TOPIC_PARTITIONS=0: Input should be greater than or equal to 1
+    """
+    first = exc.errors()[0]
+    name = "RFM_" + "_".join(str(part) for part in first["loc"]).upper()
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{name}={first['input']}: {message}"
