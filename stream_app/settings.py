@@ -82,7 +82,11 @@ class Settings(BaseSettings):
         description="An order dated more than this after the wall clock is a dead letter",
     )
     max_quantity: int = Field(
-        1_000_000, ge=1, description="Largest quantity of one order line; above: dead letter"
+        1_000_000,
+        ge=1,
+        # Redis scripts count units in doubles: exact up to 2^53.
+        le=10**15,
+        description="Largest quantity of one order line; above: dead letter",
     )
     max_unit_price: float = Field(
         1_000_000.0, gt=0, description="Largest unit price of one order line; above: dead letter"

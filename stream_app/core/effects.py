@@ -5,22 +5,30 @@ whose stock code is not a product or whose price is zero change nothing but are 
 the rest is summed per stock code so that the Redis script receives one entry per stock code.
 Two equal lines in one event are two lines: dropping exact duplicate rows is a property of a
 source file, which the replayer applies before publishing (as the batch pipeline does).
+
+Building the effect is also where an event's values are judged believable
+(:class:`~stream_app.core.limits.Limits`) and where its content digest is taken: the store
+keeps the digest with the event id, so that the same id arriving with other content is told
+apart from a plain redelivery.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from hashlib import blake2b
 from typing import NamedTuple
 
-from model_training.data.rules import is_product_code
-from stream_app.core.events import OrderEvent
+from model_training.data.rules import DEFAULT_RULE, ProductRule
+from stream_app.core.events import InvalidEvent, OrderEvent
+from stream_app.core.limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["ItemDelta", "OrderEffect", "order_effect"]
+__all__ = ["DIGEST_BYTES", "ItemDelta", "OrderEffect", "content_digest", "order_effect"]
 
-#: A shop has thousands of stock codes, each seen again and again: remember the answers.
-_is_product = lru_cache(maxsize=1 << 16)(is_product_code)
+#: Bytes of an event's content digest (as hex, twice as many characters): two different
+#: contents under one event id pass for the same with a chance of 2^-64.
+DIGEST_BYTES = 8
 
 
 class ItemDelta(NamedTuple):
@@ -50,6 +58,8 @@ class OrderEffect:
     values: tuple[float, ...] = ()
     skipped_non_product: int = 0
     skipped_zero_price: int = 0
+    #: :func:`content_digest` of the event ("" for effects built by hand, e.g. in tests).
+    digest: str = ""
 
     @classmethod
     def of(
@@ -82,8 +92,56 @@ class OrderEffect:
         return not self.is_return and bool(self.skus)
 
 
-def order_effect(event: OrderEvent) -> OrderEffect:
+def content_digest(event: OrderEvent) -> str:
+    """A short digest of everything in ``event`` that its state depends on.
+
+    The kind, order, customer, time, country and every line's stock code, quantity and unit
+    price, in order; descriptions are left out (they change nothing).
+
+    >>> from stream_app.core.events import parse_order_event
+    >>> text = ('{"event_id": "1", "kind": "purchase", "order_id": "1", "customer_id": "7",'
+    ...         ' "occurred_at": "2011-01-01T00:00:00Z", "lines": [{"sku": "A1", "quantity": 2,'
+    ...         ' "unit_price": 1.5, "description": "%s"}]}')
+    >>> one, other = parse_order_event(text % "MUG"), parse_order_event(text % "CUP")
+    >>> content_digest(one) == content_digest(other), len(content_digest(one))
+    (True, 16)
+    """
+    parts = [
+        event.kind,
+        event.order_id,
+        event.customer_id,
+        repr(event.occurred_at.timestamp()),
+        event.country or "",
+    ]
+    parts.extend(
+        f"{line['sku']}\x1f{line['quantity']}\x1f{line['unit_price']!r}" for line in event.lines
+    )
+    return blake2b("\x1e".join(parts).encode(), digest_size=DIGEST_BYTES).hexdigest()
+
+
+def order_effect(
+    event: OrderEvent,
+    rule: ProductRule = DEFAULT_RULE,
+    limits: Limits = DEFAULT_LIMITS,
+    wall_now: float | None = None,
+) -> OrderEffect:
     """Reduce a validated order event to its effect on RFM state.
+
+    Parameters
+    ----------
+    event
+        The validated event.
+    rule
+        Which stock codes are products.
+    limits
+        The sanity bounds every line, the order's value and its time must keep.
+    wall_now
+        The wall clock (epoch seconds) to judge the event's time by; None skips that check.
+
+    Raises
+    ------
+    InvalidEvent
+        A line, the order's value or its time is beyond ``limits``; nothing is applied.
 
     Examples
     --------
@@ -98,31 +156,41 @@ def order_effect(event: OrderEvent) -> OrderEffect:
     >>> effect.items, effect.skipped_non_product
     ((ItemDelta(sku='85123A', units=8, value=20.4),), 1)
     """
+    occurred_at = event.occurred_at.timestamp()
+    if wall_now is not None and (problem := limits.time_problem(occurred_at, wall_now)):
+        raise InvalidEvent(problem)
+    is_product = rule.is_product
     units: dict[str, int] = {}
     values: dict[str, float] = {}
     non_product = zero_price = 0
-    for line in event.lines:
-        sku = line["sku"]
-        if not _is_product(sku):
+    order_value = 0.0
+    for index, line in enumerate(event.lines):
+        sku, quantity, price = line["sku"], line["quantity"], line["unit_price"]
+        if quantity > limits.max_quantity or price > limits.max_unit_price:
+            raise InvalidEvent(limits.line_problem(index, quantity, price) or "")
+        value = quantity * price
+        order_value += value
+        if not is_product(sku):
             non_product += 1
             continue
-        price = line["unit_price"]
         if price <= 0:
             zero_price += 1
             continue
-        quantity = line["quantity"]
         units[sku] = units.get(sku, 0) + quantity
-        values[sku] = values.get(sku, 0.0) + quantity * price
+        values[sku] = values.get(sku, 0.0) + value
+    if not math.isfinite(order_value) or (problem := limits.value_problem(order_value)):
+        raise InvalidEvent(problem or f"order value {order_value:g} is not finite")
     skus = tuple(sorted(units))
     return OrderEffect(
         customer_id=event.customer_id,
         event_id=event.event_id,
         is_return=event.kind == "return",
-        occurred_at=event.occurred_at.timestamp(),
+        occurred_at=occurred_at,
         country=event.country or "",
         skus=skus,
         units=tuple(map(units.__getitem__, skus)),
         values=tuple(map(values.__getitem__, skus)),
         skipped_non_product=non_product,
         skipped_zero_price=zero_price,
+        digest=content_digest(event),
     )
