@@ -15,6 +15,7 @@ __all__ = [
     "StackError",
     "StackNotFoundError",
     "StackStartError",
+    "StoreDataError",
     "StoreUnavailableError",
     "StreamError",
 ]
@@ -74,4 +75,13 @@ class ReplayTimeoutError(StreamError):
 
     Check that a worker runs (``rfm worker``) in the consumer group ``RFM_APP_ID`` and read its
     log; raise ``--timeout`` for a large file on a slow machine.
+    """
+
+
+class StoreDataError(StreamError):
+    """Redis refused a call for what it carried, not for being unreachable.
+
+    A script error or a key of the wrong type: sending the same call again fails again, so it
+    is not retried. The stream dead-letters the event that caused it and goes on; any other
+    such error is a bug or a hand-edited key (the message names the Redis error).
     """

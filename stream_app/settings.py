@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model_training.data.rules import NON_PRODUCT_PATTERN, ProductRule
+from stream_app.core.limits import Limits
 
 __all__ = ["Clock", "Settings"]
 
@@ -105,6 +106,16 @@ class Settings(BaseSettings):
     def _valid_pattern(cls, value: str) -> str:
         ProductRule(value)  # raises ValueError with the reason
         return value
+
+    @property
+    def limits(self) -> Limits:
+        """The sanity bounds of order events."""
+        return Limits(
+            max_quantity=self.max_quantity,
+            max_unit_price=self.max_unit_price,
+            max_order_value=self.max_order_value,
+            max_ahead_s=self.max_event_ahead_s,
+        )
 
     @property
     def product_rule(self) -> ProductRule:

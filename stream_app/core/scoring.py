@@ -52,7 +52,7 @@ def rfm_matrix(states: Sequence[CustomerState], now: float) -> npt.NDArray[np.fl
         raise ValueError(f"customer {missing.customer_id} has no purchase")
     matrix = np.empty((len(states), 3), dtype=np.float64)
     # The same floor as CustomerState.recency_days, for a whole batch at once.
-    matrix[:, 0] = np.floor((now - last) / SECONDS_PER_DAY)
+    matrix[:, 0] = np.maximum(np.floor((now - last) / SECONDS_PER_DAY), 0)
     matrix[:, 1] = [state.frequency for state in states]
     matrix[:, 2] = [state.spent - state.returned_matched for state in states]
     return matrix

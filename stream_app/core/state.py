@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from model_training.data.rules import SECONDS_PER_DAY, matched_return_value
 from stream_app.core.effects import OrderEffect
 
-__all__ = ["CustomerState", "ItemTotals", "apply_effect"]
+__all__ = ["CustomerState", "ItemTotals", "apply_effect", "conflicting_digest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,8 @@ class CustomerState:
     unannounced: bool = False  # the last segment change is recorded but not yet published
     items: dict[str, ItemTotals] = field(default_factory=dict)
     orders: frozenset[str] = frozenset()
+    #: Applied event id -> content digest (events applied before digests were kept have none).
+    digests: dict[str, str] = field(default_factory=dict)
 
     @property
     def monetary(self) -> float:
@@ -64,7 +66,8 @@ class CustomerState:
         """Whole days (floor) from the last purchase to ``now`` (epoch seconds)."""
         if self.last_purchase is None:
             raise ValueError(f"customer {self.customer_id} has no purchase")
-        return math.floor((now - self.last_purchase) / SECONDS_PER_DAY)
+        # An order on a partition ahead of the clock (the slowest partition's) is "today".
+        return max(0, math.floor((now - self.last_purchase) / SECONDS_PER_DAY))
 
     def rfm(self, now: float) -> tuple[int, int, float]:
         """``(recency_days, frequency, monetary)`` at ``now``."""
@@ -79,6 +82,9 @@ def apply_effect(state: CustomerState, effect: OrderEffect) -> tuple[CustomerSta
     """
     if effect.event_id in state.orders:
         return state, False
+    digests = state.digests
+    if effect.digest:
+        digests = {**digests, effect.event_id: effect.digest}
     items = dict(state.items)
     matched_delta = 0.0
     for delta in effect.items:
@@ -95,6 +101,7 @@ def apply_effect(state: CustomerState, effect: OrderEffect) -> tuple[CustomerSta
     changes: dict[str, object] = {
         "items": items,
         "orders": state.orders | {effect.event_id},
+        "digests": digests,
         "returned_matched": state.returned_matched + matched_delta,
     }
     if effect.counts_as_purchase:
@@ -109,6 +116,17 @@ def apply_effect(state: CustomerState, effect: OrderEffect) -> tuple[CustomerSta
             changes["last_order"] = effect.event_id
             changes["country"] = effect.country
     return replace(state, **changes), True  # type: ignore[arg-type]
+
+
+def conflicting_digest(state: CustomerState, effect: OrderEffect) -> str | None:
+    """The digest stored with ``effect``'s id when that id was applied with other content.
+
+    None for a new event, a plain redelivery, and events applied before digests were kept.
+    """
+    if effect.event_id not in state.orders or not effect.digest:
+        return None
+    known = state.digests.get(effect.event_id)
+    return known if known is not None and known != effect.digest else None
 
 
 def _is_later(time: float, event_id: str, last_time: float | None, last_event: str) -> bool:

@@ -99,6 +99,8 @@ def create_app(settings: Settings) -> faust.App:
         FaustPublisher(app, changes, dead_letters),
         models.current,
         clock=settings.clock,
+        rule=settings.product_rule,
+        limits=settings.limits,
     )
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     retrainer = Retrainer(

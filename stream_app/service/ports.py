@@ -15,7 +15,7 @@ mark announced).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -92,28 +92,46 @@ class AppliedBatch:
     Attributes
     ----------
     applied
-        Per event, whether it was applied now (False: it had been before).
+        Per event, whether it was applied now (False: it had been before, or see below).
     states
         The touched customers' states after the batch (without items and event ids), in the
         order each customer first appears in the batch: what scoring needs.
     clock
         The event-time clock after the batch (None if no clock time was given).
+    conflicts
+        Event index -> the digest stored with its id: that id was applied before with other
+        content, and this event was not applied.
+    rejected
+        Event index -> why the store could not apply its values (nothing was written).
     """
 
     applied: list[bool]
     states: list[CustomerState]
     clock: float | None
+    conflicts: dict[int, str] = field(default_factory=dict)
+    rejected: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def duplicates(self) -> int:
+        """Events applied before with the same content."""
+        return len(self.applied) - sum(self.applied) - len(self.conflicts) - len(self.rejected)
 
 
 class CustomerStore(Protocol):
     """Where per-customer RFM state lives. Every method is one round trip."""
 
     async def apply(
-        self, effects: Sequence[OrderEffect], clock_time: float | None = None
+        self,
+        effects: Sequence[OrderEffect],
+        clock_time: float | None = None,
+        watermarks: Mapping[str, float] | None = None,
     ) -> AppliedBatch:
         """Apply each event once, atomically per event, in order; move the clock; read back.
 
-        ``clock_time`` moves the event-time clock forward to it (never back).
+        ``watermarks`` (partition -> the batch's largest event time there) raise those
+        partitions' watermarks; ``clock_time`` raises every partition's watermark to it (a
+        deliberate move). The clock then moves to the lowest watermark, never back. An event
+        whose id was applied with another content digest is not applied (``conflicts``).
         """
         ...
 
@@ -181,8 +199,12 @@ class CustomerStore(Protocol):
         """Move the event-time clock forward to ``event_time`` (never back); return it."""
         ...
 
+    async def set_clock(self, event_time: float) -> float:
+        """Set the clock to ``event_time``, back or forward; no watermark stays above it."""
+        ...
+
     async def clock(self) -> float | None:
-        """The event-time clock: the largest event time seen, or None."""
+        """The event-time clock (the lowest partition watermark, never moving back), or None."""
         ...
 
     async def add_counters(self, counts: Mapping[str, int]) -> None:

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from model_training.data.rules import DEFAULT_RULE, ProductRule
 from stream_app.core.effects import OrderEffect, order_effect
 from stream_app.core.events import ClockEvent, DeadLetter, InvalidEvent, SegmentChange, parse_event
+from stream_app.core.limits import DEFAULT_LIMITS, Limits
 from stream_app.core.scoring import Reason, SegmentModel, score
 from stream_app.core.state import CustomerState
-from stream_app.exceptions import StoreUnavailableError
+from stream_app.exceptions import StoreDataError, StoreUnavailableError
 from stream_app.service.ports import (
+    AppliedBatch,
     ChangeMessage,
     CustomerStore,
     Publisher,
@@ -36,11 +40,17 @@ T = TypeVar("T")
 
 @dataclass
 class DecodedBatch:
-    """A batch after validation: effects to apply, clock moves, and dead letters."""
+    """A batch after validation: effects to apply, clock moves, and dead letters.
+
+    ``sources`` holds each effect's message (a store that refuses the event dead-letters it);
+    ``watermarks`` the largest valid event time per partition.
+    """
 
     events: int
     effects: list[OrderEffect] = field(default_factory=list)
+    sources: list[RawMessage] = field(default_factory=list)
     clock_times: list[float] = field(default_factory=list)
+    watermarks: dict[str, float] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
@@ -52,6 +62,7 @@ class BatchOutcome:
     applied: int = 0
     duplicates: int = 0
     dead_letters: int = 0
+    conflicts: int = 0
     clock_events: int = 0
     changes: int = 0
     skipped_lines: dict[str, int] = field(default_factory=dict)
@@ -65,6 +76,7 @@ class BatchOutcome:
             "applied": self.applied,
             "duplicates": self.duplicates,
             "dead_letters": self.dead_letters,
+            "conflicts": self.conflicts,
             "clock_events": self.clock_events,
             "segment_changes": self.changes,
             "batches": 1,
@@ -85,9 +97,15 @@ class BatchProcessor:
     model
         Returns the model to score with, or None while there is none.
     clock
-        ``event``: now is the largest event time seen; ``wall``: the machine's clock.
+        ``event``: now is the lowest partition watermark; ``wall``: the machine's clock.
     retry_delay_s
         First pause before retrying a store call that failed (doubles up to 5 s).
+    rule
+        Which stock codes are products.
+    limits
+        The sanity bounds of lines, orders and event times.
+    wall_clock
+        Returns the wall clock (epoch seconds) events are judged by.
     """
 
     def __init__(
@@ -97,12 +115,18 @@ class BatchProcessor:
         model: Callable[[], SegmentModel | None],
         clock: Clock = Clock.EVENT,
         retry_delay_s: float = 0.1,
+        rule: ProductRule = DEFAULT_RULE,
+        limits: Limits = DEFAULT_LIMITS,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.publisher = publisher
         self.model = model
         self.clock = clock
         self.retry_delay_s = retry_delay_s
+        self.rule = rule
+        self.limits = limits
+        self.wall_clock = wall_clock
         # Orders, decay and re-scoring read-then-write a customer's segment: one at a time.
         self._scoring = asyncio.Lock()
 
@@ -110,34 +134,49 @@ class BatchProcessor:
         """Process one batch. Returns only when its effects are stored and published."""
         return await self.process(self.decode(messages))
 
-    @staticmethod
-    def decode(messages: Sequence[RawMessage]) -> DecodedBatch:
+    def decode(self, messages: Sequence[RawMessage]) -> DecodedBatch:
         """Validate a batch and reduce its events to their effects (no I/O).
 
         The worker decodes the next batch while the previous one waits on Redis and Kafka.
+        An event that breaks the schema or the sanity bounds (dated too far after the wall
+        clock, a line or an order beyond the limits) becomes a dead letter and moves nothing.
         """
         batch = DecodedBatch(events=len(messages))
+        wall_now = self.wall_clock()
+        limits, rule = self.limits, self.rule
+        watermarks = batch.watermarks
         for message in messages:
             try:
                 event = parse_event(message.value)
+                if isinstance(event, ClockEvent):
+                    when = event.occurred_at.timestamp()
+                    if problem := limits.time_problem(when, wall_now):
+                        raise InvalidEvent(problem)
+                    batch.clock_times.append(when)
+                    continue
+                effect = order_effect(event, rule, limits, wall_now)
             except InvalidEvent as exc:
-                batch.dead_letters.append(
-                    DeadLetter(
-                        reason=exc.reason,
-                        topic=message.topic,
-                        partition=message.partition,
-                        offset=message.offset,
-                        key=message.key.decode("utf-8", "replace") if message.key else None,
-                        payload=message.value.decode("utf-8", "replace"),
-                        failed_at=datetime.now(tz=UTC),
-                    )
-                )
+                batch.dead_letters.append(self.dead_letter(message, exc.reason))
                 continue
-            if isinstance(event, ClockEvent):
-                batch.clock_times.append(event.occurred_at.timestamp())
-            else:
-                batch.effects.append(order_effect(event))
+            batch.effects.append(effect)
+            batch.sources.append(message)
+            partition = str(message.partition)
+            if effect.occurred_at > watermarks.get(partition, -math.inf):
+                watermarks[partition] = effect.occurred_at
         return batch
+
+    @staticmethod
+    def dead_letter(message: RawMessage, reason: str) -> DeadLetter:
+        """The dead letter of ``message``, which could not be used for ``reason``."""
+        return DeadLetter(
+            reason=reason,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key.decode("utf-8", "replace") if message.key else None,
+            payload=message.value.decode("utf-8", "replace"),
+            failed_at=datetime.now(tz=UTC),
+        )
 
     async def process(self, batch: DecodedBatch) -> BatchOutcome:
         """Store, score and publish a decoded batch; return what it did.
@@ -148,13 +187,8 @@ class BatchProcessor:
         customers back), record the changes with the due times, and, once the changes are
         published, clear their unannounced marks with the counters.
         """
-        effects, letters = batch.effects, batch.dead_letters
-        outcome = BatchOutcome(
-            events=batch.events, dead_letters=len(letters), clock_events=len(batch.clock_times)
-        )
-        if letters:
-            await self.publisher.publish_dead_letters(letters)
-            log.warning("sent %d invalid event(s) to the dead-letter topic", len(letters))
+        effects, letters = batch.effects, list(batch.dead_letters)
+        outcome = BatchOutcome(events=batch.events, clock_events=len(batch.clock_times))
         for effect in effects:
             for name, count in (
                 ("skipped_non_product_lines", effect.skipped_non_product),
@@ -162,25 +196,81 @@ class BatchProcessor:
             ):
                 if count:
                     outcome.skipped_lines[name] = outcome.skipped_lines.get(name, 0) + count
-        times = [effect.occurred_at for effect in effects] + batch.clock_times
-        clock_time = max(times) if times and self.clock is Clock.EVENT else None
+        event_time = self.clock is Clock.EVENT
+        clock_time = max(batch.clock_times) if batch.clock_times and event_time else None
+        watermarks = batch.watermarks if event_time else {}
         announced: list[str] = []
         # Apply under the lock too: a decay step may move a customer at any other time, and
         # scoring must see the state this batch left.
         async with self._scoring:
-            if effects or clock_time is not None:
-                result = await self._retry(self.store.apply, effects, clock_time)
-                outcome.round_trips += 1
+            if effects or clock_time is not None or watermarks:
+                result, trips = await self._apply(effects, clock_time, watermarks)
+                outcome.round_trips += trips
                 outcome.applied = sum(result.applied)
-                outcome.duplicates = len(result.applied) - outcome.applied
+                outcome.duplicates = result.duplicates
+                outcome.conflicts = len(result.conflicts)
+                letters.extend(self._refused(batch, result))
                 if effects:
-                    now = time.time() if result.clock is None else result.clock
+                    now = self.wall_clock() if result.clock is None else result.clock
                     announced, trips = await self._rescore(result.states, now, "order")
                     outcome.changes = len(announced)
                     outcome.round_trips += trips
+            if letters:
+                await self.publisher.publish_dead_letters(letters)
+                log.warning("sent %d event(s) to the dead-letter topic", len(letters))
+            outcome.dead_letters = len(letters)
             outcome.round_trips += 1  # the call below
             await self._retry(self.store.mark_announced, announced, outcome.counts())
         return outcome
+
+    async def _apply(
+        self, effects: list[OrderEffect], clock_time: float | None, watermarks: dict[str, float]
+    ) -> tuple[AppliedBatch, int]:
+        """Apply a batch in one call; return what it did and the store calls made.
+
+        Should the store refuse the call for what it carries (not for being unreachable),
+        the events go one by one, so that only the one that causes it is refused.
+        """
+        try:
+            return await self._retry(self.store.apply, effects, clock_time, watermarks), 1
+        except StoreDataError as exc:
+            log.error("the store refused a batch, applying its events one by one: %s", exc)
+        result = AppliedBatch([], [], None)
+        states: dict[str, CustomerState] = {}
+        for index, effect in enumerate(effects):
+            try:
+                one = await self._retry(self.store.apply, [effect])
+            except StoreDataError as exc:
+                result.rejected[index] = str(exc)
+                result.applied.append(False)
+                continue
+            result.applied.extend(one.applied)
+            result.conflicts.update((index, digest) for digest in one.conflicts.values())
+            result.rejected.update((index, why) for why in one.rejected.values())
+            states.update((state.customer_id, state) for state in one.states)
+        result.states.extend(states.values())
+        clock = None
+        if clock_time is not None or watermarks:
+            clock = (await self._retry(self.store.apply, [], clock_time, watermarks)).clock
+        return replace(result, clock=clock), len(effects) + 1
+
+    def _refused(self, batch: DecodedBatch, result: AppliedBatch) -> list[DeadLetter]:
+        """Dead letters for the events the store did not apply: conflicts and refusals."""
+        letters = []
+        for index, stored in sorted(result.conflicts.items()):
+            effect = batch.effects[index]
+            letters.append(
+                self.dead_letter(
+                    batch.sources[index],
+                    f"conflict: event {effect.event_id} was applied with content digest "
+                    f"{stored}; this one has {effect.digest}",
+                )
+            )
+        for index, why in sorted(result.rejected.items()):
+            letters.append(
+                self.dead_letter(batch.sources[index], f"the store refused the event: {why}")
+            )
+        return letters
 
     async def decay(self, limit: int = 1000, max_rounds: int = 100) -> int:
         """Re-score the customers whose segment is due to change by now; return how many.
@@ -233,7 +323,7 @@ class BatchProcessor:
     async def current_time(self) -> float | None:
         """Now on the configured clock (None before the first event in event-time mode)."""
         if self.clock is Clock.WALL:
-            return time.time()
+            return self.wall_clock()
         return await self._retry(self.store.clock)
 
     async def _rescore(

@@ -20,9 +20,18 @@ from contextlib import contextmanager
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, RedisError, TimeoutError
+from redis.exceptions import (
+    ClusterDownError,
+    ConnectionError,
+    MasterDownError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TimeoutError,
+    TryAgainError,
+)
 
-from stream_app.exceptions import StoreUnavailableError
+from stream_app.exceptions import StoreDataError, StoreUnavailableError
 from stream_app.store.packing import packed_pool
 
 __all__ = [
@@ -30,6 +39,7 @@ __all__ = [
     "HEALTH_CHECK_INTERVAL_S",
     "RETRIES",
     "SOCKET_TIMEOUT_S",
+    "is_transient",
     "redis_client",
     "redis_errors",
 ]
@@ -107,18 +117,51 @@ def redis_client(
     return aioredis.Redis.from_pool(pool)
 
 
+#: Replies that say Redis cannot serve now (out of memory, loading, failing over, unable to
+#: persist): the same call may succeed later.
+_TRANSIENT_REPLIES = ("OOM", "LOADING", "MASTERDOWN", "NOREPLICAS", "MISCONF", "BUSY")
+_TRANSIENT_ERRORS = (
+    ConnectionError,
+    TimeoutError,
+    ClusterDownError,
+    MasterDownError,
+    ReadOnlyError,
+    TryAgainError,
+)
+
+
+def is_transient(exc: RedisError) -> bool:
+    """Whether a Redis error may go away by itself (the call is worth sending again).
+
+    >>> is_transient(ConnectionError("reset")), is_transient(ResponseError("OOM no memory"))
+    (True, True)
+    >>> is_transient(ResponseError("WRONGTYPE Operation against a key"))
+    False
+    """
+    if isinstance(exc, _TRANSIENT_ERRORS):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).startswith(_TRANSIENT_REPLIES)
+
+
 @contextmanager
 def redis_errors() -> Iterator[None]:
-    """Turn redis-py's errors raised inside the block into :class:`StoreUnavailableError`.
+    """Turn redis-py's errors raised inside the block into ours.
 
     Works around ``await`` too: ``with redis_errors(): value = await client.get(key)``.
 
     Raises
     ------
     StoreUnavailableError
-        A Redis call inside the block failed (after the client's retries).
+        A Redis call inside the block failed for a reason that may pass (a connection error,
+        a timeout, Redis loading or out of memory; after the client's retries).
+    StoreDataError
+        Redis refused the call for what it carried (a script error, a key of the wrong type):
+        sending it again would fail again.
     """
     try:
         yield
     except RedisError as exc:
-        raise StoreUnavailableError(f"Redis call failed ({type(exc).__name__}: {exc})") from exc
+        message = f"Redis call failed ({type(exc).__name__}: {exc})"
+        if is_transient(exc):
+            raise StoreUnavailableError(message) from exc
+        raise StoreDataError(message) from exc

@@ -27,6 +27,10 @@ class Keys:
         """Hash of per-stock-code units bought, units returned and value returned."""
         return f"{self.prefix}:{{{customer_id}}}:items"
 
+    def digests(self, customer_id: str) -> str:
+        """Hash of applied event id -> content digest: tells a conflicting redelivery apart."""
+        return f"{self.prefix}:{{{customer_id}}}:digests"
+
     def history(self, customer_id: str) -> str:
         """List of the customer's recent segment changes (bounded)."""
         return f"{self.prefix}:{{{customer_id}}}:history"
@@ -38,8 +42,14 @@ class Keys:
 
     @property
     def clock(self) -> str:
-        """The stream clock: largest event time seen (epoch seconds)."""
+        """The stream clock (epoch seconds): the lowest partition watermark, never moving back
+        but by ``rfm clock set``."""
         return f"{self.prefix}:clock"
+
+    @property
+    def watermarks(self) -> str:
+        """Hash: orders-topic partition -> largest event time seen there (epoch seconds)."""
+        return f"{self.prefix}:clock:watermarks"
 
     @property
     def counters(self) -> str:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 
 from stream_app.core.effects import OrderEffect
-from stream_app.core.state import CustomerState, apply_effect
+from stream_app.core.state import CustomerState, apply_effect, conflicting_digest
 from stream_app.service.ports import DUE_LEASE_S, AppliedBatch, SegmentUpdate
 
 __all__ = ["MemoryStore"]
@@ -19,25 +19,41 @@ class MemoryStore:
         self._states: dict[str, CustomerState] = {}
         self._history: dict[str, list[str]] = {}
         self._clock: float | None = None
+        self._watermarks: dict[str, float] = {}
         self._due: dict[str, float] = {}
         self._counters: dict[str, int] = {}
         self._max_history = max_history
 
     async def apply(
-        self, effects: Sequence[OrderEffect], clock_time: float | None = None
+        self,
+        effects: Sequence[OrderEffect],
+        clock_time: float | None = None,
+        watermarks: Mapping[str, float] | None = None,
     ) -> AppliedBatch:
-        applied = []
-        for effect in effects:
+        result = AppliedBatch([], [], None)
+        for index, effect in enumerate(effects):
             before = self._states.get(effect.customer_id) or CustomerState(effect.customer_id)
+            conflict = conflicting_digest(before, effect)
+            if conflict is not None:
+                result.conflicts[index] = conflict
+                result.applied.append(False)
+                continue
             after, new = apply_effect(before, effect)
             self._states[effect.customer_id] = after
-            applied.append(new)
+            result.applied.append(new)
         touched = dict.fromkeys(effect.customer_id for effect in effects)
-        states = [
-            replace(self._states[customer], items={}, orders=frozenset()) for customer in touched
-        ]
-        clock = None if clock_time is None else await self.advance_clock(clock_time)
-        return AppliedBatch(applied, states, clock)
+        result.states.extend(_bare(self._states[customer]) for customer in touched)
+        if clock_time is None and not watermarks:
+            return result
+        for partition, when in (watermarks or {}).items():
+            self._watermarks[partition] = max(when, self._watermarks.get(partition, when))
+        if clock_time is not None:
+            for partition, when in self._watermarks.items():
+                self._watermarks[partition] = max(when, clock_time)
+        lowest = min(self._watermarks.values(), default=clock_time)
+        if lowest is not None and (self._clock is None or lowest > self._clock):
+            self._clock = lowest
+        return replace(result, clock=self._clock)
 
     async def mark_announced(
         self, customer_ids: Sequence[str], counts: Mapping[str, int] | None = None
@@ -95,10 +111,7 @@ class MemoryStore:
 
     async def load(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
         found = [self._states.get(customer) for customer in customer_ids]
-        return [
-            None if state is None else replace(state, items={}, orders=frozenset())
-            for state in found
-        ]
+        return [None if state is None else _bare(state) for state in found]
 
     async def schedule(self, due: Mapping[str, float]) -> None:
         self._due.update(due)
@@ -118,7 +131,7 @@ class MemoryStore:
         return sum(1 for time in self._due.values() if until is None or time <= until)
 
     async def scan(self, batch_size: int = 1000) -> AsyncIterator[list[CustomerState]]:
-        states = [replace(state, items={}, orders=frozenset()) for state in self._states.values()]
+        states = [_bare(state) for state in self._states.values()]
         for start in range(0, len(states), batch_size):
             yield states[start : start + batch_size]
 
@@ -127,9 +140,19 @@ class MemoryStore:
             self._states[state.customer_id] = state
 
     async def advance_clock(self, event_time: float) -> float:
-        if self._clock is None or event_time > self._clock:
-            self._clock = event_time
-        return self._clock
+        clock = (await self.apply([], clock_time=event_time)).clock
+        assert clock is not None
+        return clock
+
+    async def set_clock(self, event_time: float) -> float:
+        for partition, when in self._watermarks.items():
+            self._watermarks[partition] = min(when, event_time)
+        self._clock = event_time
+        return event_time
+
+    async def watermarks(self) -> dict[str, float]:
+        """Each orders-topic partition's largest event time seen (epoch seconds)."""
+        return dict(self._watermarks)
 
     async def clock(self) -> float | None:
         return self._clock
@@ -144,3 +167,8 @@ class MemoryStore:
 
     async def history(self, customer_id: str) -> list[str]:
         return list(self._history.get(customer_id, []))
+
+
+def _bare(state: CustomerState) -> CustomerState:
+    """A state as ``load`` and ``scan`` give it: without items, event ids and digests."""
+    return replace(state, items={}, orders=frozenset(), digests={})

@@ -83,6 +83,7 @@ def _apply_row(effect: OrderEffect) -> tuple[Any, ...]:
         effect.skus,
         effect.units,
         effect.values if effect.is_return else (),
+        effect.digest,
     )
 
 
@@ -123,6 +124,7 @@ class RedisStore:
         self._apply = lua_script(client, "apply.lua")
         self._record = lua_script(client, "record_segment.lua")
         self._clock = lua_script(client, "advance_clock.lua")
+        self._set_clock = lua_script(client, "set_clock.lua")
         self._pop_due = lua_script(client, "pop_due.lua")
         self._load = lua_script(client, "load_states.lua")
         self._mark_announced = lua_script(client, "mark_announced.lua")
@@ -152,13 +154,21 @@ class RedisStore:
         await call(self.client.ping())
 
     async def apply(
-        self, effects: Sequence[OrderEffect], clock_time: float | None = None
+        self,
+        effects: Sequence[OrderEffect],
+        clock_time: float | None = None,
+        watermarks: Mapping[str, float] | None = None,
     ) -> AppliedBatch:
         keys = self.keys
 
-        def keys_of(effect: OrderEffect) -> tuple[str, str, str]:
+        def keys_of(effect: OrderEffect) -> tuple[str, str, str, str]:
             customer = effect.customer_id
-            return keys.state(customer), keys.orders(customer), keys.items(customer)
+            return (
+                keys.state(customer),
+                keys.orders(customer),
+                keys.items(customer),
+                keys.digests(customer),
+            )
 
         trip = RoundTrip(self.client)
         # One script call per chunk of events: far fewer commands to pack and parse than one
@@ -171,22 +181,34 @@ class RedisStore:
             keys_of,
             lambda chunk: [json.dumps(list(map(_apply_row, chunk))), *_FIELDS],
         )
-        if clock_time is not None:
-            trip.script(self._clock, [keys.clock], [repr(clock_time)])
+        moves_clock = clock_time is not None or bool(watermarks)
+        if moves_clock:
+            marks = [
+                part for item in (watermarks or {}).items() for part in (item[0], repr(item[1]))
+            ]
+            trip.script(
+                self._clock,
+                [keys.clock, keys.watermarks],
+                ["" if clock_time is None else repr(clock_time), *marks],
+            )
         replies = await trip.execute()
-        applied: list[bool] = []
+        result = AppliedBatch([], [], None)
         states: dict[str, CustomerState | None] = {}
         for chunk, (flags, rows) in zip(chunks, replies, strict=False):
-            applied.extend(flag == 1 for flag in flags)
+            for flag in flags:
+                if isinstance(flag, str):
+                    kind, _, detail = flag.partition(":")
+                    found = result.conflicts if kind == "conflict" else result.rejected
+                    found[len(result.applied)] = detail
+                result.applied.append(flag == 1)
             customers = dict.fromkeys(effect.customer_id for effect in chunk)
             for customer, row in zip(customers, rows, strict=True):
                 # A later chunk read the customer after more of their events: it wins.
                 states[customer] = _from_row(customer, row) if any(row) else None
-        return AppliedBatch(
-            applied,
-            [state for state in states.values() if state is not None],
-            float(replies[-1]) if clock_time is not None else None,
-        )
+        result.states.extend(state for state in states.values() if state is not None)
+        if moves_clock and replies[-1] is not None:
+            result = replace(result, clock=float(replies[-1]))
+        return result
 
     async def record_each(
         self, updates: Sequence[SegmentUpdate], due: Mapping[str, float | None] | None = None
@@ -235,7 +257,8 @@ class RedisStore:
         trip.command("HGETALL", self.keys.state(customer_id))
         trip.command("HGETALL", self.keys.items(customer_id))
         trip.command("SMEMBERS", self.keys.orders(customer_id))
-        fields, raw_items, orders = await trip.execute()
+        trip.command("HGETALL", self.keys.digests(customer_id))
+        fields, raw_items, orders, digests = await trip.execute()
         if not fields:
             return None
         state = decode_state(customer_id, fields)
@@ -246,7 +269,7 @@ class RedisStore:
                 returned=int(raw_items.get(f"r:{sku}", 0)),
                 returned_value=float(raw_items.get(f"v:{sku}", 0.0)),
             )
-        return replace(state, items=items, orders=frozenset(orders))
+        return replace(state, items=items, orders=frozenset(orders), digests=digests)
 
     async def scan(self, batch_size: int = 1000) -> AsyncIterator[list[CustomerState]]:
         pattern = self.keys.state_pattern()
@@ -289,7 +312,8 @@ class RedisStore:
             if any(totals.returned for totals in state.items.values()):
                 fields["has_returns"] = 1  # apply.lua matches returns only for such customers
             keys = [self.keys.state(customer), self.keys.items(customer)]
-            trip.command("DEL", *keys, self.keys.orders(customer))
+            digests = self.keys.digests(customer)
+            trip.command("DEL", *keys, self.keys.orders(customer), digests)
             trip.command("HSET", keys[0], *(part for pair in fields.items() for part in pair))
             item_fields: dict[str, str | int] = {}
             for sku, totals in state.items.items():
@@ -304,6 +328,10 @@ class RedisStore:
                 )
             if state.orders:
                 trip.command("SADD", self.keys.orders(customer), *state.orders)
+            if state.digests:
+                trip.command(
+                    "HSET", digests, *(part for pair in state.digests.items() for part in pair)
+                )
         await trip.execute()
 
     async def load(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
@@ -335,8 +363,17 @@ class RedisStore:
         return count
 
     async def advance_clock(self, event_time: float) -> float:
-        value = await self._clock([self.keys.clock], [repr(event_time)])
+        value = await self._clock([self.keys.clock, self.keys.watermarks], [repr(event_time)])
         return float(value)
+
+    async def set_clock(self, event_time: float) -> float:
+        value = await self._set_clock([self.keys.clock, self.keys.watermarks], [repr(event_time)])
+        return float(value)
+
+    async def watermarks(self) -> dict[str, float]:
+        """Each orders-topic partition's largest event time seen (epoch seconds)."""
+        raw: dict[str, str] = await call(self.client.hgetall(self.keys.watermarks))
+        return {partition: float(value) for partition, value in raw.items()}
 
     async def clock(self) -> float | None:
         value = await call(self.client.get(self.keys.clock))

@@ -1,13 +1,41 @@
 -- Apply order events to customers' states, each event once and atomically.
--- For each event e (1-based), KEYS[3e-2..3e]: its customer's state hash, applied-event-id
--- set and per-stock-code items hash (one hash tag). ARGV[1]: a JSON array with, per event,
--- [event_id, is_return (0/1), occurred_at (epoch s, text), country, total value (text),
--- stock codes, units per stock code, and for returns their values (else an empty array)].
+-- For each event e (1-based), KEYS[4e-3..4e]: its customer's state hash, applied-event-id
+-- set, per-stock-code items hash and event-id -> content digest hash (one hash tag).
+-- ARGV[1]: a JSON array with, per event, [event_id, is_return (0/1), occurred_at (epoch s,
+-- text), country, total value (text), stock codes, units per stock code, for returns their
+-- values (else an empty array), content digest ("" for none)].
 -- ARGV[2..]: the state fields to read back.
--- Events are applied in order; the whole call is atomic.
--- Returns {applied, states}: per event, 1 if it was applied and 0 if it had been applied
--- before; then, per customer in the order they first appear, the state fields after the call
--- (what scoring needs, so that no second call reads them back).
+-- Events are applied in order; the whole call is atomic. Each event's values are checked
+-- before its first write: Redis keeps a script's writes made before an error, so an error
+-- half-way would leave an order half-applied.
+-- Returns {results, states}: per event, 1 if it was applied, 0 if it had been applied before
+-- with the same content (or before digests were kept), 'conflict:<digest>' if it had been
+-- applied with other content (the stored digest), 'invalid:<why>' if a value cannot be
+-- applied (nothing written); then, per customer in the order they first appear, the state
+-- fields after the call (what scoring needs, so that no second call reads them back).
+
+local MAX_UNITS = 2 ^ 53  -- doubles count units exactly up to here
+
+local function finite(x)
+  return x ~= nil and x == x and x ~= math.huge and x ~= -math.huge
+end
+
+-- Why an event's values cannot be applied, or nil.
+local function problem(occurred_text, total, skus, units, values, is_return)
+  if not finite(tonumber(occurred_text)) then return 'occurred_at' end
+  if not finite(tonumber(total)) then return 'total' end
+  if #units ~= #skus or (is_return and #values ~= #skus) then return 'items' end
+  for i = 1, #units do
+    local u = units[i]
+    if type(u) ~= 'number' or u <= 0 or u > MAX_UNITS or u ~= math.floor(u) then
+      return 'quantity'
+    end
+    if is_return and (type(values[i]) ~= 'number' or not finite(values[i])) then
+      return 'value'
+    end
+  end
+  return nil
+end
 
 local function matched(bought, returned, value)
   if returned <= 0 then return 0 end
@@ -33,14 +61,32 @@ local function give_back(items, sku, units, worth)
   return matched(bought, returned, value) - before
 end
 
-local function apply(state, orders, items, event_id, is_return, occurred_text, country,
-                     total, skus, units, values)
-  if redis.call('SADD', orders, event_id) == 0 then
+local function apply(state, orders, items, digests, event_id, is_return, occurred_text,
+                     country, total, skus, units, values, digest)
+  local why = problem(occurred_text, total, skus, units, values, is_return)
+  if why then
+    return 'invalid:' .. why
+  end
+  if redis.call('SISMEMBER', orders, event_id) == 1 then
+    local known = redis.call('HGET', digests, event_id)
+    if known and digest ~= '' and known ~= digest then
+      return 'conflict:' .. known
+    end
     return 0
   end
+  -- Reads before the first write: a key of the wrong type fails here, with nothing written.
+  local known = redis.call('HMGET', state, 'has_returns', 'first_purchase', 'last_purchase',
+    'last_order')
+  local n = #skus
+  if n > 0 then
+    redis.call('HEXISTS', items, 'b:' .. skus[1])
+  end
+  if digest ~= '' then
+    redis.call('HSET', digests, event_id, digest)
+  end
+  redis.call('SADD', orders, event_id)
   -- A return (or an event with no valid line) from an unknown customer still leaves a record.
   redis.call('HSETNX', state, 'frequency', 0)
-  local n = #skus
   if n == 0 then
     return 1
   end
@@ -51,7 +97,7 @@ local function apply(state, orders, items, event_id, is_return, occurred_text, c
     for i = 1, n do
       delta = delta + give_back(items, skus[i], units[i], values[i])
     end
-  elseif redis.call('HEXISTS', state, 'has_returns') == 0 then
+  elseif not known[1] then
     -- Most customers never return anything: their purchases need no return matching.
     for i = 1, n do
       redis.call('HINCRBY', items, 'b:' .. skus[i], units[i])
@@ -79,13 +125,12 @@ local function apply(state, orders, items, event_id, is_return, occurred_text, c
     local occurred_at = tonumber(occurred_text)
     redis.call('HINCRBY', state, 'frequency', 1)
     redis.call('HINCRBYFLOAT', state, 'spent', total)
-    local known = redis.call('HMGET', state, 'first_purchase', 'last_purchase', 'last_order')
-    local first = tonumber(known[1])
+    local first = tonumber(known[2])
     if first == nil or occurred_at < first then
       redis.call('HSET', state, 'first_purchase', occurred_text)
     end
-    local last_at = tonumber(known[2])
-    if last_at == nil or occurred_at > last_at or (occurred_at == last_at and event_id > known[3]) then
+    local last_at = tonumber(known[3])
+    if last_at == nil or occurred_at > last_at or (occurred_at == last_at and event_id > known[4]) then
       redis.call('HSET', state, 'last_purchase', occurred_text, 'last_order', event_id, 'country', country)
     end
   end
@@ -95,13 +140,13 @@ end
 local events = cjson.decode(ARGV[1])
 local results = {}
 for e = 1, #events do
-  local k, event = 3 * e - 2, events[e]
-  results[e] = apply(KEYS[k], KEYS[k + 1], KEYS[k + 2], event[1], event[2] == 1,
-    event[3], event[4], event[5], event[6], event[7], event[8])
+  local k, event = 4 * e - 3, events[e]
+  results[e] = apply(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], event[1], event[2] == 1,
+    event[3], event[4], event[5], event[6], event[7], event[8], event[9] or '')
 end
 local fields, states, seen = {unpack(ARGV, 2)}, {}, {}
 for e = 1, #events do
-  local state = KEYS[3 * e - 2]
+  local state = KEYS[4 * e - 3]
   if not seen[state] then
     seen[state] = true
     states[#states + 1] = redis.call('HMGET', state, unpack(fields))

@@ -10,7 +10,7 @@ import redis
 from redis.exceptions import ConnectionError, TimeoutError
 
 import stream_app
-from stream_app.exceptions import StoreUnavailableError
+from stream_app.exceptions import StoreDataError, StoreUnavailableError
 from stream_app.store.client import (
     CONNECT_TIMEOUT_S,
     HEALTH_CHECK_INTERVAL_S,
@@ -173,3 +173,14 @@ def test_no_worker_module_uses_the_synchronous_client() -> None:
         if (uses := sync_redis_uses(path.read_text(encoding="utf-8")))
     }
     assert offenders == {}, "the worker process must use stream_app.store.client.redis_client"
+
+
+async def test_a_refused_call_is_a_data_error_not_an_outage(private_redis_url: str) -> None:
+    connection = redis_client(private_redis_url)
+    try:
+        await connection.set("rfm-test:text", "x")
+        with pytest.raises(StoreDataError, match="WRONGTYPE"), redis_errors():
+            await connection.hincrby("rfm-test:text", "field", 1)
+    finally:
+        await connection.delete("rfm-test:text")
+        await connection.aclose()

@@ -108,8 +108,10 @@ async def test_a_dump_of_the_previous_release_is_continued_exactly(private_redis
         for customer in customers:
             mine, theirs = await store.get(customer), await expected_store.get(customer)
             assert mine is not None and theirs is not None
+            # Events applied before the release kept digests have none: the rest match.
+            assert mine.digests.items() <= theirs.digests.items(), customer
             # Lua and Python add the same floats in the same order up to the last bit.
-            assert rounded(mine) == rounded(theirs), customer
+            assert rounded(replace(mine, digests={})) == rounded(replace(theirs, digests={}))
             assert await store.history(customer) == await expected_store.history(customer)
         assert await store.clock() == await expected_store.clock()
         assert await store.due_count() == await expected_store.due_count()
