@@ -320,6 +320,9 @@ def clock_advance(to: str) -> None:
     """Publish a clock event: workers move the event-time clock and re-score due customers."""
     from stream_app.kafka.clock_events import publish_clock_event
 
+    settings = Settings()
     moment = datetime.fromtimestamp(_parse_time(to), tz=UTC)
-    asyncio.run(publish_clock_event(Settings(), moment))
+    if problem := settings.limits.time_problem(moment.timestamp(), time.time()):
+        raise click.UsageError(f"{problem}: workers would refuse it (RFM_MAX_EVENT_AHEAD_S)")
+    asyncio.run(publish_clock_event(settings, moment))
     click.echo(f"published a clock event for {moment.isoformat()}", err=True)

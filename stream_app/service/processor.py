@@ -302,7 +302,11 @@ class BatchProcessor:
         return rescored
 
     async def rescore_all(self, reason: Reason = "retrain", batch_size: int = 2000) -> int:
-        """Re-score every customer (after a model switch); return how many changed segment."""
+        """Re-score every customer; return how many changed segment.
+
+        Run after a model switch (``retrain``) and after the clock was set (``recency``).
+        Every customer gets their next due time anew, or none.
+        """
         if self.model() is None:
             return 0
         now = await self.current_time()
@@ -314,9 +318,14 @@ class BatchProcessor:
             # when recorded; that order's own scoring already used the new model.
             async with self._scoring:
                 announced, _ = await self._rescore(
-                    [state for state in batch if state.has_rfm], now, reason
+                    [state for state in batch if state.has_rfm],
+                    now,
+                    reason,
+                    forget=[state.customer_id for state in batch],
                 )
-                await self._retry(self.store.mark_announced, announced)
+                await self._retry(
+                    self.store.mark_announced, announced, {"segment_changes": len(announced)}
+                )
             changed += len(announced)
         return changed
 
