@@ -126,8 +126,20 @@ class DeadLetter(BaseModel):
     partition: int
     offset: int
     key: str | None
-    payload: str
+    payload: str = Field(
+        description="The message value as text (UTF-8, invalid bytes replaced), cut if long"
+    )
     failed_at: datetime
+    # Dead letters written before these fields existed read with the defaults.
+    payload_bytes: int | None = Field(
+        None, ge=0, description="Size in bytes of the original message value (null: unknown)"
+    )
+    payload_sha256: str | None = Field(
+        None, description="Hex SHA-256 of the whole original message value (null: unknown)"
+    )
+    truncated: bool = Field(
+        False, description="True when payload holds only the beginning of the message value"
+    )
 
 
 class InvalidEvent(ValueError):
