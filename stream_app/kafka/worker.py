@@ -94,13 +94,15 @@ def create_app(settings: Settings) -> faust.App:
     registry = ModelRegistry(settings.model_dir, client, keys)
     coordination = Coordination(client, keys)
     models = ModelSource(registry, settings.model_dir)
+    publisher = FaustPublisher(app, changes, dead_letters)
     processor = BatchProcessor(
         store,
-        FaustPublisher(app, changes, dead_letters),
+        publisher,
         models.current,
         clock=settings.clock,
         rule=settings.product_rule,
         limits=settings.limits,
+        dlq_max_payload=settings.dlq_max_payload,
     )
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     retrainer = Retrainer(

@@ -22,6 +22,7 @@ from stream_app.core.limits import DEFAULT_LIMITS, Limits
 from stream_app.core.scoring import Reason, SegmentModel, score
 from stream_app.core.state import CustomerState
 from stream_app.exceptions import StoreDataError, StoreUnavailableError
+from stream_app.service import dead_letters
 from stream_app.service.ports import (
     AppliedBatch,
     ChangeMessage,
@@ -106,6 +107,8 @@ class BatchProcessor:
         The sanity bounds of lines, orders and event times.
     wall_clock
         Returns the wall clock (epoch seconds) events are judged by.
+    dlq_max_payload
+        Bytes of JSON a dead letter keeps of the refused message's value.
     """
 
     def __init__(
@@ -118,6 +121,8 @@ class BatchProcessor:
         rule: ProductRule = DEFAULT_RULE,
         limits: Limits = DEFAULT_LIMITS,
         wall_clock: Callable[[], float] = time.time,
+        *,
+        dlq_max_payload: int = 64 * 1024,
     ) -> None:
         self.store = store
         self.publisher = publisher
@@ -127,6 +132,7 @@ class BatchProcessor:
         self.rule = rule
         self.limits = limits
         self.wall_clock = wall_clock
+        self.dlq_max_payload = dlq_max_payload
         # Orders, decay and re-scoring read-then-write a customer's segment: one at a time.
         self._scoring = asyncio.Lock()
 
@@ -165,18 +171,12 @@ class BatchProcessor:
                 watermarks[partition] = effect.occurred_at
         return batch
 
-    @staticmethod
-    def dead_letter(message: RawMessage, reason: str) -> DeadLetter:
-        """The dead letter of ``message``, which could not be used for ``reason``."""
-        return DeadLetter(
-            reason=reason,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key.decode("utf-8", "replace") if message.key else None,
-            payload=message.value.decode("utf-8", "replace"),
-            failed_at=datetime.now(tz=UTC),
-        )
+    def dead_letter(self, message: RawMessage, reason: str) -> DeadLetter:
+        """The dead letter of ``message``, which could not be used for ``reason``.
+
+        Its payload is cut to ``dlq_max_payload`` bytes of JSON, so that it fits the broker.
+        """
+        return dead_letters.dead_letter(message, reason, self.dlq_max_payload, datetime.now(tz=UTC))
 
     async def process(self, batch: DecodedBatch) -> BatchOutcome:
         """Store, score and publish a decoded batch; return what it did.
