@@ -104,6 +104,7 @@ def create_app(settings: Settings) -> faust.App:
         limits=settings.limits,
         dlq_max_payload=settings.dlq_max_payload,
     )
+    publisher.on_retry = processor.count_publish_retry  # counted in rfm:counters
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     retrainer = Retrainer(
         registry,

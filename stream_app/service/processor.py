@@ -69,6 +69,8 @@ class BatchOutcome:
     skipped_lines: dict[str, int] = field(default_factory=dict)
     #: Store calls (each one round trip) the batch made.
     round_trips: int = 0
+    #: Publishes retried (by this batch or since the last batch) after the broker failed.
+    publish_retries: int = 0
 
     def counts(self) -> dict[str, int]:
         """The service-wide counters this batch adds to."""
@@ -82,6 +84,7 @@ class BatchOutcome:
             "segment_changes": self.changes,
             "batches": 1,
             "batch_round_trips": self.round_trips,
+            **({"publish_retries": self.publish_retries} if self.publish_retries else {}),
             **self.skipped_lines,
         }
 
@@ -133,6 +136,7 @@ class BatchProcessor:
         self.limits = limits
         self.wall_clock = wall_clock
         self.dlq_max_payload = dlq_max_payload
+        self._publish_retries = 0
         # Orders, decay and re-scoring read-then-write a customer's segment: one at a time.
         self._scoring = asyncio.Lock()
 
@@ -220,6 +224,7 @@ class BatchProcessor:
                 log.warning("sent %d event(s) to the dead-letter topic", len(letters))
             outcome.dead_letters = len(letters)
             outcome.round_trips += 1  # the call below
+            outcome.publish_retries, self._publish_retries = self._publish_retries, 0
             await self._retry(self.store.mark_announced, announced, outcome.counts())
         return outcome
 
@@ -271,6 +276,10 @@ class BatchProcessor:
                 self.dead_letter(batch.sources[index], f"the store refused the event: {why}")
             )
         return letters
+
+    def count_publish_retry(self) -> None:
+        """Count a publish the publisher retried; the next batch adds it to the counters."""
+        self._publish_retries += 1
 
     async def decay(self, limit: int = 1000, max_rounds: int = 100) -> int:
         """Re-score the customers whose segment is due to change by now; return how many.

@@ -1,4 +1,4 @@
-"""The batch step cuts large refused messages to the dead-letter size."""
+"""The batch step cuts large refused messages and counts the publishes its publisher retried."""
 
 from __future__ import annotations
 
@@ -38,3 +38,12 @@ async def test_a_large_invalid_message_becomes_a_cut_dead_letter() -> None:
     assert letter.reason.startswith("not JSON")
     assert (letter.partition, letter.offset) == (3, 1)
 
+
+async def test_publish_retries_reach_the_counters_with_the_next_batch() -> None:
+    processor, store, _ = make(dlq_max_payload=4096)
+    processor.count_publish_retry()
+    processor.count_publish_retry()
+    await processor.handle(messages(order_event("1", "a", datetime(2011, 6, 1, tzinfo=UTC))))
+    assert (await store.counters())["publish_retries"] == 2
+    await processor.handle(messages(order_event("2", "a", datetime(2011, 6, 2, tzinfo=UTC))))
+    assert (await store.counters())["publish_retries"] == 2
