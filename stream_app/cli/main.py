@@ -11,6 +11,7 @@ from model_training.cli.synth import synth
 from model_training.cli.train import train
 from model_training.exceptions import RFMError
 from stream_app.cli import stream as stream_cli
+from stream_app.cli.dlq import dlq
 from stream_app.cli.models import models, retrain_command
 from stream_app.cli.stack import stack
 
@@ -27,6 +28,7 @@ cli.add_command(synth)
 cli.add_command(train)
 cli.add_command(models)
 cli.add_command(retrain_command)
+cli.add_command(dlq)
 for command in (
     stream_cli.worker,
     stream_cli.replay,
