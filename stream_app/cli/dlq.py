@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 
 from stream_app.core.events import DeadLetter
-from stream_app.core.limits import Limits
 from stream_app.kafka.dead_letter_topic import read_dead_letters
 from stream_app.kafka.replay import publish_events
 from stream_app.service.dead_letters import matches
@@ -37,15 +36,6 @@ def _selected(settings: Settings, since: str | None, reason: str | None) -> list
     for where in found.unreadable:
         click.echo(f"warning: {where} is not a dead letter, skipped", err=True)
     return [letter for letter in found.letters if matches(letter, moment, reason)]
-
-
-def _limits(settings: Settings) -> Limits:
-    return Limits(
-        max_quantity=settings.max_quantity,
-        max_unit_price=settings.max_unit_price,
-        max_order_value=settings.max_order_value,
-        max_ahead_s=settings.max_event_ahead_s,
-    )
 
 
 _since_option = click.option(
@@ -125,7 +115,7 @@ def dlq_resubmit(input_path: Path) -> None:
     """
     settings = Settings()
     with input_path.open(encoding="utf-8", errors="replace") as file:
-        result = read_resubmission(file, settings.product_rule, _limits(settings), time.time())
+        result = read_resubmission(file, settings.product_rule, settings.limits, time.time())
     if result.problems:
         for line, why in result.problems:
             click.echo(f"error: {input_path}:{line}: {why}", err=True)
