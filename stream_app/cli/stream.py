@@ -296,7 +296,7 @@ def demo(output: Path, customers: int, seed: int) -> None:
 
 @click.group()
 def clock() -> None:
-    """The stream clock (event time): show it, or move it forward without orders."""
+    """The stream clock (event time): show it, move it forward without orders, or set it."""
 
 
 @clock.command("show")
@@ -312,6 +312,29 @@ def clock_show() -> None:
             click.echo(f"due now     {await store.due_count(now):,} customers")
 
     _with_store(settings, work)
+
+
+@clock.command("set")
+@click.option("--to", "to", required=True, help="ISO date the clock is set to, e.g. 2011-12-10.")
+def clock_set(to: str) -> None:
+    """Set the event-time clock back or forward, and re-score every customer at it.
+
+    For repairs: a clock moved too far (by a clock event, or by orders dated ahead) comes
+    back, and every segment follows. Orders applied meanwhile stay applied.
+    """
+    from stream_app.kafka.clock_events import set_clock
+
+    settings = Settings()
+    if settings.clock is Clock.WALL:
+        raise click.UsageError("RFM_CLOCK=wall: the clock is the machine's, there is none to set")
+    moment = datetime.fromtimestamp(_parse_time(to), tz=UTC)
+    model = asyncio.run(_serving_model(settings))
+    if model is None:
+        click.echo("warning: no model: the clock is set, nobody is re-scored", err=True)
+    changed = asyncio.run(set_clock(settings, moment, model))
+    click.echo(
+        f"the clock is {moment.isoformat()}; {changed:,} customer(s) changed segment", err=True
+    )
 
 
 @clock.command("advance")

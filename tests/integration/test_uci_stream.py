@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,22 +21,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from aiokafka import TopicPartition
 
 from model_training.data.loading import load_transactions
 from model_training.model.artifact import LoadedModel, load_model
 from model_training.pipeline import train
+from stream_app.core.events import DeadLetter
 from stream_app.core.state import CustomerState
+from stream_app.kafka.admin import stream_producer
 from stream_app.kafka.clock_events import publish_clock_event
+from stream_app.kafka.replay import wait_until_processed
 from stream_app.service.bootstrap import bootstrap_states, load_history
 from stream_app.service.order_events import ReplayPlan, build_events
 from stream_app.settings import Settings
 from stream_app.store.redis_store import RedisStore
+from tests.fakes import order_event
 from tests.integration.streaming import (
     counters,
     export,
     full_states,
     last_changes,
     on_store,
+    read_topic,
     replay,
     running_worker,
     wait_for,
@@ -225,3 +234,100 @@ def test_worker_stopped_mid_replay_recovers_exactly(
         if state.has_rfm:
             assert state.segment is not None, customer
             assert announced[customer].segment == state.segment, customer
+
+
+def _publish_on(settings: Settings, messages: list[tuple[int, bytes, bytes]]) -> None:
+    """Publish ``(partition, key, value)`` messages to the orders topic and wait for the workers."""
+
+    async def run() -> None:
+        targets: dict[TopicPartition, int] = {}
+        async with stream_producer(settings) as producer:
+            for partition, key, value in messages:
+                sent = await producer.send_and_wait(
+                    settings.orders_topic, value, key=key, partition=partition
+                )
+                targets[TopicPartition(sent.topic, sent.partition)] = sent.offset + 1
+        await wait_until_processed(settings, targets, timeout_s=120)
+
+    asyncio.run(run())
+
+
+def _segments(settings: Settings) -> dict[str, str | None]:
+    return {customer: state.segment for customer, state in full_states(settings).items()}
+
+
+def test_orders_dated_ahead_move_no_clock_and_a_wrong_clock_is_set_back(
+    stack_settings: Settings,
+    plan: ReplayPlan,
+    trained: tuple[Path, pd.DataFrame],
+    tmp_path: Path,
+) -> None:
+    model_dir, _ = trained
+    settings = stack_settings.model_copy(update={"model_dir": model_dir})
+    customers = ["12347", "12348", "12349", "12350"]
+    with running_worker(settings, tmp_path / "worker.log") as worker:
+        replay(settings, plan.events)
+        clock = clock_and_due(settings, 0)[0]
+        assert clock is not None
+        states, segments = full_states(settings), _segments(settings)
+
+        # Dated 2030 and 2099: first all on one partition, then on every partition.
+        future = [
+            order_event(f"F{n}", customer, moment, lines=[{"sku": "85123A", "quantity": 1,
+                                                           "unit_price": 2.55}])
+            for n, (customer, moment) in enumerate(
+                [(customers[0], datetime(2030, 1, 1, tzinfo=UTC)),
+                 (customers[1], datetime(2099, 6, 1, tzinfo=UTC))]
+                + [(customer, datetime(2099, 6, 1, tzinfo=UTC)) for customer in customers]
+            )
+        ]  # fmt: skip
+        _publish_on(settings, [(0, b"12347", future[0]), (0, b"12348", future[1])])
+        _publish_on(settings, [(p, c.encode(), v) for p, (c, v) in
+                               enumerate(zip(customers, future[2:], strict=True))])  # fmt: skip
+        assert clock_and_due(settings, 0)[0] == clock
+        assert _segments(settings) == segments
+        after = full_states(settings)
+        for customer in customers:
+            assert after[customer].orders == states[customer].orders, customer
+            assert after[customer].frequency == states[customer].frequency, customer
+        letters = [
+            DeadLetter.model_validate_json(value)
+            for _, value in read_topic(settings, settings.dlq_topic)
+        ]
+        ahead = [letter for letter in letters if "after the wall clock" in letter.reason]
+        assert len(ahead) == len(future)
+
+        # A clock advanced too far, then set back: every segment is the model's at that time.
+        too_far = datetime(2013, 1, 1, tzinfo=UTC)
+        asyncio.run(publish_clock_event(settings, too_far))
+        wait_for(
+            lambda: clock_and_due(settings, too_far.timestamp()) == (too_far.timestamp(), 0),
+            timeout_s=120,
+            what="the clock to reach 2013-01-01 and the due customers to be re-scored",
+        )
+        time.sleep(1.0)  # the last decay step records after it pops
+        assert _segments(settings) != segments
+        repaired = datetime.fromtimestamp(clock, tz=UTC)
+        done = subprocess.run(
+            [sys.executable, "-m", "stream_app", "clock", "set", "--to", repaired.isoformat()],
+            env={**os.environ, **settings.to_env()},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert clock_and_due(settings, 0)[0] == clock
+        time.sleep(1.0)
+        assert worker.process.poll() is None, worker.log()
+        final = full_states(settings)
+
+    model = _model(model_dir)
+    scored = sorted(c for c, state in final.items() if state.has_rfm)
+    rfm = np.array([final[c].rfm(clock) for c in scored])
+    expected = dict(zip(scored, model.predict_segments(rfm), strict=True))
+    wrong = [c for c in scored if final[c].segment != expected[c]]
+    assert not wrong, f"{len(wrong)} customers not in their segment at {repaired}: {wrong[:5]}"
+    announced = last_changes(settings)
+    moved_back = [c for c in scored if announced[c].occurred_at == repaired]
+    assert moved_back and all(announced[c].reason == "recency" for c in moved_back)
