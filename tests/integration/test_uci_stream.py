@@ -108,6 +108,22 @@ def assert_same_states(
             assert math.isclose(mine.returned_value, totals.returned_value, abs_tol=1e-6)
 
 
+def assert_segments_follow_model(
+    states: dict[str, CustomerState], model: LoadedModel, moment: datetime
+) -> list[str]:
+    """Every stored segment is what ``model`` assigns at ``moment``; return those scored."""
+    scored = sorted(c for c, state in states.items() if state.has_rfm)
+    rfm = np.array([states[c].rfm(moment.timestamp()) for c in scored])
+    expected = dict(zip(scored, model.predict_segments(rfm), strict=True))
+    wrong = {
+        c: (states[c].segment, expected[c]) for c in scored if states[c].segment != expected[c]
+    }
+    assert not wrong, (
+        f"{len(wrong)} customers not in their {moment:%Y-%m-%d} segment: {list(wrong.items())[:5]}"
+    )
+    return scored
+
+
 def test_replay_equals_batch_and_replaying_again_changes_nothing(
     stack_settings: Settings,
     plan: ReplayPlan,
@@ -151,18 +167,7 @@ def test_replay_equals_batch_and_replaying_again_changes_nothing(
 
     # At 2012-06-01 every stored segment is what the model assigns then, and the changes
     # that got customers there came with reason "recency".
-    model = _model(model_dir)
-    scored = sorted(c for c, state in later_states.items() if state.has_rfm)
-    rfm = np.array([later_states[c].rfm(LATER.timestamp()) for c in scored])
-    expected = dict(zip(scored, model.predict_segments(rfm), strict=True))
-    wrong = {
-        c: (later_states[c].segment, expected[c])
-        for c in scored
-        if later_states[c].segment != expected[c]
-    }
-    assert not wrong, (
-        f"{len(wrong)} customers not in their 2012-06-01 segment: {list(wrong.items())[:5]}"
-    )
+    scored = assert_segments_follow_model(later_states, _model(model_dir), LATER)
 
     announced = last_changes(settings)
     recency_moves = [c for c in announced.values() if c.reason == "recency"]
@@ -322,12 +327,7 @@ def test_orders_dated_ahead_move_no_clock_and_a_wrong_clock_is_set_back(
         assert worker.process.poll() is None, worker.log()
         final = full_states(settings)
 
-    model = _model(model_dir)
-    scored = sorted(c for c, state in final.items() if state.has_rfm)
-    rfm = np.array([final[c].rfm(clock) for c in scored])
-    expected = dict(zip(scored, model.predict_segments(rfm), strict=True))
-    wrong = [c for c in scored if final[c].segment != expected[c]]
-    assert not wrong, f"{len(wrong)} customers not in their segment at {repaired}: {wrong[:5]}"
+    scored = assert_segments_follow_model(final, _model(model_dir), repaired)
     announced = last_changes(settings)
     moved_back = [c for c in scored if announced[c].occurred_at == repaired]
     assert moved_back and all(announced[c].reason == "recency" for c in moved_back)
