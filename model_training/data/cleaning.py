@@ -4,7 +4,7 @@ Rules, applied in this order, each counting the lines it removes (see docs/desig
 
 1. ``missing_customer_or_description``: no customer id or no description, not attributable.
 2. ``duplicate_lines``: exact duplicates of an earlier line.
-3. ``non_product``: stock codes made only of letters (postage, discounts, fees).
+3. ``non_product``: stock codes that begin with a letter (postage, carriage, discounts, fees).
 4. ``zero_price``: unit price 0 (or below: free samples and bookkeeping entries).
 5. ``inconsistent_quantity``: a purchase with a quantity of 0 or less, or a return with a
    quantity of 0 or more (the sign disagrees with the invoice kind).
