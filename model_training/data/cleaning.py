@@ -4,7 +4,8 @@ Rules, applied in this order, each counting the lines it removes (see docs/desig
 
 1. ``missing_customer_or_description``: no customer id or no description, not attributable.
 2. ``duplicate_lines``: exact duplicates of an earlier line.
-3. ``non_product``: stock codes that begin with a letter (postage, carriage, discounts, fees).
+3. ``non_product``: stock codes the product rule says are not products (by default codes
+   beginning with a letter: postage, carriage, discounts, fees).
 4. ``zero_price``: unit price 0 (or below: free samples and bookkeeping entries).
 5. ``inconsistent_quantity``: a purchase with a quantity of 0 or less, or a return with a
    quantity of 0 or more (the sign disagrees with the invoice kind).
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from model_training.data.rules import NON_PRODUCT_PATTERN, RETURN_PREFIX
+from model_training.data.rules import DEFAULT_RULE, RETURN_PREFIX, ProductRule
 
 __all__ = [
     "CLEANING_RULES",
@@ -76,15 +77,43 @@ def attributable_lines(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int
     return lines, counts
 
 
-def clean_transactions(frame: pd.DataFrame) -> CleanLines:
+def clean_transactions(frame: pd.DataFrame, rule: ProductRule = DEFAULT_RULE) -> CleanLines:
     """Apply the cleaning rules to a frame from :func:`~model_training.loading.load_transactions`.
 
-    Vectorised: no per-row Python. Returns the kept lines and the count removed by each rule.
+    Vectorised: no per-row Python.
+
+    Parameters
+    ----------
+    frame
+        Transaction lines as loaded.
+    rule
+        Which stock codes are products (rule 3).
+
+    Returns
+    -------
+    CleanLines
+        The kept lines and the count removed by each rule, in :data:`CLEANING_RULES` order.
+
+    Examples
+    --------
+    >>> from model_training.data.loading import normalise_frame
+    >>> raw = pd.DataFrame({
+    ...     "InvoiceNo": ["1", "1", "2"], "StockCode": ["85123A", "C2", "22423"],
+    ...     "Description": ["HEART", "CARRIAGE", "CAKESTAND"], "Quantity": ["6", "1", "2"],
+    ...     "InvoiceDate": ["2011-01-10 10:00:00", "2011-01-10 10:00:00", "2011-02-01 09:00:00"],
+    ...     "UnitPrice": ["2.55", "50", "12.75"], "CustomerID": ["17850"] * 3,
+    ...     "Country": ["United Kingdom"] * 3})
+    >>> frame = normalise_frame(raw, "example")
+    >>> clean = clean_transactions(frame)
+    >>> clean.rows_out, clean.counts["non_product"]
+    (2, 1)
+    >>> clean_transactions(frame, ProductRule(r"POST|D|M")).rows_out
+    3
     """
     rows_in = len(frame)
     lines, counts = attributable_lines(frame)
 
-    non_product = lines["sku"].str.fullmatch(NON_PRODUCT_PATTERN).fillna(False).astype(bool)
+    non_product = lines["sku"].str.fullmatch(rule.pattern).fillna(False).astype(bool)
     counts["non_product"] = int(non_product.sum())
     lines = lines[~non_product]
 

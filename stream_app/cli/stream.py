@@ -150,7 +150,9 @@ def bootstrap(input_path: Path) -> None:
                 bar.length = max(bar.length or 0, bar.pos + count)
                 bar.update(count)
 
-            states = await load_history(store, input_path, on_progress=progress)
+            states = await load_history(
+                store, input_path, on_progress=progress, rule=settings.product_rule
+            )
         return len(states)
 
     count = _with_store(settings, work)

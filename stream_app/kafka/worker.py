@@ -115,6 +115,7 @@ def create_app(settings: Settings) -> faust.App:
             max_changed_share=settings.gate_max_changed_share,
         ),
         worker_id=worker_id,
+        non_product_pattern=settings.non_product_pattern,
     )
 
     # Orders wait for the start-up below: the model loads in a thread now, and an order scored
