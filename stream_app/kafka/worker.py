@@ -93,7 +93,7 @@ def create_app(settings: Settings) -> faust.App:
     client = redis_client(settings.redis_url)
     registry = ModelRegistry(settings.model_dir, client, keys)
     coordination = Coordination(client, keys)
-    models = ModelSource(registry, settings.model_dir)
+    models = ModelSource(registry, settings.model_dir, settings.non_product_pattern)
     processor = BatchProcessor(
         store,
         FaustPublisher(app, changes, dead_letters),
