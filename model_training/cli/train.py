@@ -40,7 +40,8 @@ _EXIT_BAD_INPUT = 2
     "t_ref",
     default=None,
     type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
-    help="Reference time for recency (default: midnight after the last transaction).",
+    help="Reference time of the RFM (default: midnight after the last transaction); "
+    "invoices dated after it are left out.",
 )
 @click.option(
     "--method",

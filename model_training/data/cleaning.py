@@ -9,11 +9,14 @@ Rules, applied in this order, each counting the lines it removes (see docs/desig
 4. ``zero_price``: unit price 0 (or below: free samples and bookkeeping entries).
 5. ``inconsistent_quantity``: a purchase with a quantity of 0 or less, or a return with a
    quantity of 0 or more (the sign disagrees with the invoice kind).
+6. ``after_t_ref``: lines of invoices dated after the reference time, when one is given: RFM
+   as of ``t_ref`` knows nothing of later orders (an invoice at exactly ``t_ref`` counts).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import pandas as pd
 
@@ -34,6 +37,7 @@ CLEANING_RULES = (
     "non_product",
     "zero_price",
     "inconsistent_quantity",
+    "after_t_ref",
 )
 
 
@@ -77,7 +81,9 @@ def attributable_lines(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int
     return lines, counts
 
 
-def clean_transactions(frame: pd.DataFrame, rule: ProductRule = DEFAULT_RULE) -> CleanLines:
+def clean_transactions(
+    frame: pd.DataFrame, rule: ProductRule = DEFAULT_RULE, t_ref: datetime | None = None
+) -> CleanLines:
     """Apply the cleaning rules to a frame from :func:`~model_training.loading.load_transactions`.
 
     Vectorised: no per-row Python.
@@ -88,6 +94,9 @@ def clean_transactions(frame: pd.DataFrame, rule: ProductRule = DEFAULT_RULE) ->
         Transaction lines as loaded.
     rule
         Which stock codes are products (rule 3).
+    t_ref
+        The reference time of the RFM: lines of invoices dated after it are removed (rule 6).
+        None keeps every line.
 
     Returns
     -------
@@ -104,9 +113,9 @@ def clean_transactions(frame: pd.DataFrame, rule: ProductRule = DEFAULT_RULE) ->
     ...     "UnitPrice": ["2.55", "50", "12.75"], "CustomerID": ["17850"] * 3,
     ...     "Country": ["United Kingdom"] * 3})
     >>> frame = normalise_frame(raw, "example")
-    >>> clean = clean_transactions(frame)
-    >>> clean.rows_out, clean.counts["non_product"]
-    (2, 1)
+    >>> clean = clean_transactions(frame, t_ref=datetime(2011, 1, 31))
+    >>> clean.rows_out, clean.counts["non_product"], clean.counts["after_t_ref"]
+    (1, 1, 1)
     >>> clean_transactions(frame, ProductRule(r"POST|D|M")).rows_out
     3
     """
@@ -125,8 +134,18 @@ def clean_transactions(frame: pd.DataFrame, rule: ProductRule = DEFAULT_RULE) ->
     inconsistent = inconsistent_quantity(lines, is_return)
     counts["inconsistent_quantity"] = int(inconsistent.sum())
     keep_lines = ~inconsistent
-    lines = lines[keep_lines].copy()
+    lines = lines[keep_lines]
     is_return = is_return[keep_lines]
+
+    # Judged by invoice time, so that an invoice is kept or removed whole, as the stream
+    # applies it: one event at its invoice time.
+    if t_ref is None:
+        after = pd.Series(False, index=lines.index)
+    else:
+        after = lines["invoice_time"] > pd.Timestamp(t_ref)
+    counts["after_t_ref"] = int(after.sum())
+    lines = lines[~after].copy()
+    is_return = is_return[~after]
 
     lines["is_return"] = is_return.to_numpy()
     lines["units"] = lines["quantity"].abs().astype("int64")

@@ -191,6 +191,7 @@ def test_the_card_records_the_product_rule(tmp_path: Path) -> None:
     source = _write_transactions(tmp_path / "lines.csv")
     default = train(source, tmp_path / "a", t_ref=datetime(2012, 1, 1))
     assert default.card["non_product_pattern"] == NON_PRODUCT_PATTERN
+    assert default.card["cleaning"]["after_t_ref"] == 0
     # Postage counts as a product under a rule that only excludes bank charges.
     own = train(source, tmp_path / "b", t_ref=datetime(2012, 1, 1), rule=ProductRule("BANK.*"))
     card = json.loads((tmp_path / "b" / "model_card.json").read_text())
@@ -235,6 +236,28 @@ def test_cli_with_a_bad_product_pattern_exits_2_with_one_error_line(
     assert len(result.stderr.splitlines()) == 1
     assert "not a regular expression" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_earlier_t_ref_leaves_later_invoices_out(tmp_path: Path) -> None:
+    source = _write_transactions(tmp_path / "lines.csv")
+    t_ref = datetime(2011, 6, 1)
+    cut = train(source, tmp_path / "cut", t_ref=t_ref)
+    table = pd.read_csv(tmp_path / "cut" / "rfm.csv", dtype={"customer_id": str})
+    assert (table["recency_days"] >= 0).all()
+    raw = pd.read_csv(source, dtype={"InvoiceNo": str, "CustomerID": str})
+    valid = raw[(raw["StockCode"] != "POST") & raw["CustomerID"].notna() & (raw["UnitPrice"] > 0)]
+    cleaning = cut.card["cleaning"]
+    # Each later line the other rules keep: a line is counted by the first rule removing it.
+    assert cleaning["after_t_ref"] == (pd.to_datetime(valid["InvoiceDate"]) > t_ref).sum() > 0
+    assert (
+        cleaning["rows_out"]
+        + sum(count for rule, count in cleaning.items() if rule not in ("rows_in", "rows_out"))
+        == cleaning["rows_in"]
+    )
+    before = valid[pd.to_datetime(valid["InvoiceDate"]) <= t_ref]
+    buyers = before[~before["InvoiceNo"].str.startswith("C")]
+    assert set(table["customer_id"]) == set(buyers["CustomerID"].str.removesuffix(".0"))
+    assert cut.card["t_ref"] == "2011-06-01T00:00:00"
 
 
 @pytest.mark.uci
