@@ -11,6 +11,7 @@ from model_training.exceptions import RFMError
 __all__ = [
     "BrokerUnavailableError",
     "ModelUnavailableError",
+    "ReferenceTimeError",
     "ReplayTimeoutError",
     "StackError",
     "StackNotFoundError",
@@ -74,4 +75,13 @@ class ReplayTimeoutError(StreamError):
 
     Check that a worker runs (``rfm worker``) in the consumer group ``RFM_APP_ID`` and read its
     log; raise ``--timeout`` for a large file on a slow machine.
+    """
+
+
+class ReferenceTimeError(StreamError):
+    """A reference time before the stream clock was asked of the live state (``rfm export``).
+
+    The state already holds every order applied up to the stream clock and cannot leave out
+    those after an earlier time. Export at the stream clock or later, or compute the RFM as of
+    the earlier time from the history file with ``rfm train --t-ref``.
     """
