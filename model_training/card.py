@@ -90,6 +90,7 @@ def model_card(
     n_customers: int,
     cleaning: dict[str, int],
     comparison: pd.DataFrame,
+    non_product_pattern: str,
 ) -> dict[str, Any]:
     """Build the model card ``rfm train`` writes (the stream's retrain writes the same one).
 
@@ -113,6 +114,9 @@ def model_card(
         Cleaning counts (empty when trained from RFM state rather than a file).
     comparison
         Scores of every candidate.
+    non_product_pattern
+        The product rule the RFM was computed with (:class:`~model_training.data.rules.ProductRule`
+        pattern): a worker whose rule differs warns at start-up.
 
     Returns
     -------
@@ -136,6 +140,7 @@ def model_card(
         "segments": [
             {key: row[key] for key in SEGMENT_COLUMNS} for row in segments.to_dict("records")
         ],
+        "non_product_pattern": non_product_pattern,
         "cleaning": cleaning,
         "features": list(FEATURES),
         "transform": TRANSFORM_DESCRIPTIONS[segmenter.feature_transform],

@@ -25,7 +25,8 @@ from model_training.card import model_card, segment_table
 from model_training.data import exploration
 from model_training.data.cleaning import clean_transactions
 from model_training.data.loading import load_transactions
-from model_training.data.rfm import compute_rfm, default_reference_time
+from model_training.data.rfm import compute_rfm
+from model_training.data.rules import DEFAULT_RULE, ProductRule, default_t_ref
 from model_training.fitting import MethodChoice, fit_segmenter
 from model_training.model.artifact import make_version, save_model
 from model_training.model.features import rfm_matrix
@@ -90,6 +91,7 @@ def train(
     t_ref: datetime | None = None,
     method: MethodChoice = "auto",
     progress: ProgressCallback | None = None,
+    rule: ProductRule = DEFAULT_RULE,
 ) -> TrainingResult:
     """Train a segmentation model from a transactions file and write every output.
 
@@ -101,11 +103,15 @@ def train(
         Folder for ``rfm.csv``, ``model.joblib``, ``model_card.json`` and ``report.html``
         (created if missing).
     t_ref
-        Reference time of recency; default midnight after the last transaction.
+        Reference time of the RFM; default midnight after the last transaction. Invoices
+        dated after it are left out (the cleaning rule ``after_t_ref``): the RFM is the one
+        known at ``t_ref``.
     method
         ``"auto"`` (compare methods and k) or ``"seed"`` (the reference recipe).
     progress
         Optional callback, see :data:`ProgressCallback`.
+    rule
+        Which stock codes are products; recorded in the card as ``non_product_pattern``.
 
     Returns
     -------
@@ -137,9 +143,12 @@ def train(
     with step("load"):
         frame = load_transactions(input_path)
     with step("clean"):
-        clean = clean_transactions(frame)
+        if t_ref is not None:
+            reference = t_ref
+        else:
+            reference = default_t_ref(pd.Timestamp(frame["invoiced_at"].max()).to_pydatetime())
+        clean = clean_transactions(frame, rule, t_ref=reference)
     with step("rfm"):
-        reference = t_ref if t_ref is not None else default_reference_time(clean, frame)
         rfm = compute_rfm(clean, reference)
     with step("model"):
         segmenter, comparison, extras = fit_segmenter(rfm, method)
@@ -160,6 +169,7 @@ def train(
             n_customers=len(rfm),
             cleaning={"rows_in": clean.rows_in, "rows_out": clean.rows_out, **clean.counts},
             comparison=comparison,
+            non_product_pattern=rule.pattern,
         )
         save_model(out, segmenter, card)
     with step("report"):
@@ -215,6 +225,7 @@ def _summary(input_path: Path, card: dict[str, Any], rows: int) -> dict[str, obj
         "input": str(input_path),
         "transaction lines": rows,
         "reference time (t_ref)": card["t_ref"],
+        "non-product stock codes (pattern)": card["non_product_pattern"],
         "customers": card["n_customers"],
         "customers used for fitting": card["n_fit_customers"],
         "model version": card["version"],

@@ -11,6 +11,7 @@ from model_training.exceptions import RFMError
 __all__ = [
     "BrokerUnavailableError",
     "ModelUnavailableError",
+    "ReferenceTimeError",
     "ReplayTimeoutError",
     "StackError",
     "StackNotFoundError",
@@ -84,4 +85,13 @@ class StoreDataError(StreamError):
     A script error or a key of the wrong type: sending the same call again fails again, so it
     is not retried. The stream dead-letters the event that caused it and goes on; any other
     such error is a bug or a hand-edited key (the message names the Redis error).
+    """
+
+
+class ReferenceTimeError(StreamError):
+    """A reference time before the stream clock was asked of the live state (``rfm export``).
+
+    The state already holds every order applied up to the stream clock and cannot leave out
+    those after an earlier time. Export at the stream clock or later, or compute the RFM as of
+    the earlier time from the history file with ``rfm train --t-ref``.
     """

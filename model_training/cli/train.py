@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from model_training.data.rules import NON_PRODUCT_PATTERN, ProductRule
 from model_training.exceptions import RFMError
 from model_training.pipeline import TrainingResult
 from model_training.pipeline import train as run_training
@@ -39,7 +40,8 @@ _EXIT_BAD_INPUT = 2
     "t_ref",
     default=None,
     type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
-    help="Reference time for recency (default: midnight after the last transaction).",
+    help="Reference time of the RFM (default: midnight after the last transaction); "
+    "invoices dated after it are left out.",
 )
 @click.option(
     "--method",
@@ -48,9 +50,26 @@ _EXIT_BAD_INPUT = 2
     show_default=True,
     help="auto: compare KMeans, GMM and Ward over k=4..8; seed: the reference recipe.",
 )
-def train(input_path: Path, output_dir: Path, t_ref: datetime | None, method: str) -> None:
+@click.option(
+    "--non-product-pattern",
+    "non_product_pattern",
+    envvar="RFM_NON_PRODUCT_PATTERN",
+    default=NON_PRODUCT_PATTERN,
+    show_default=True,
+    help="Regular expression matched against the whole stock code: codes it matches are not "
+    "products (default: codes beginning with a letter). Recorded in the model card; the "
+    "stream should use the same (RFM_NON_PRODUCT_PATTERN).",
+)
+def train(
+    input_path: Path,
+    output_dir: Path,
+    t_ref: datetime | None,
+    method: str,
+    non_product_pattern: str,
+) -> None:
     """Train the segmentation model from historical transactions."""
     started = time.perf_counter()
+    rule = _product_rule(non_product_pattern)
 
     def progress(step: str, seconds: float | None) -> None:
         elapsed = time.perf_counter() - started
@@ -66,12 +85,28 @@ def train(input_path: Path, output_dir: Path, t_ref: datetime | None, method: st
             t_ref=t_ref,
             method="seed" if method == "seed" else "auto",
             progress=progress,
+            rule=rule,
         )
     except RFMError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(_EXIT_BAD_INPUT) from None
     for line in summary_lines(result):
         click.echo(line)
+
+
+def _product_rule(pattern: str) -> ProductRule:
+    """The rule of ``--non-product-pattern``; a bad pattern ends the command with one line."""
+    try:
+        return ProductRule(pattern)
+    except ValueError as exc:
+        source = click.get_current_context().get_parameter_source("non_product_pattern")
+        name = (
+            "RFM_NON_PRODUCT_PATTERN"
+            if source is click.core.ParameterSource.ENVIRONMENT
+            else "--non-product-pattern"
+        )
+        click.echo(f"error: {name}: {exc}", err=True)
+        raise SystemExit(_EXIT_BAD_INPUT) from None
 
 
 def summary_lines(result: TrainingResult) -> list[str]:

@@ -4,19 +4,23 @@ Rules, applied in this order, each counting the lines it removes (see docs/desig
 
 1. ``missing_customer_or_description``: no customer id or no description, not attributable.
 2. ``duplicate_lines``: exact duplicates of an earlier line.
-3. ``non_product``: stock codes made only of letters (postage, discounts, fees).
+3. ``non_product``: stock codes the product rule says are not products (by default codes
+   beginning with a letter: postage, carriage, discounts, fees).
 4. ``zero_price``: unit price 0 (or below: free samples and bookkeeping entries).
 5. ``inconsistent_quantity``: a purchase with a quantity of 0 or less, or a return with a
    quantity of 0 or more (the sign disagrees with the invoice kind).
+6. ``after_t_ref``: lines of invoices dated after the reference time, when one is given: RFM
+   as of ``t_ref`` knows nothing of later orders (an invoice at exactly ``t_ref`` counts).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import pandas as pd
 
-from model_training.data.rules import NON_PRODUCT_PATTERN, RETURN_PREFIX
+from model_training.data.rules import DEFAULT_RULE, RETURN_PREFIX, ProductRule
 
 __all__ = [
     "CLEANING_RULES",
@@ -33,6 +37,7 @@ CLEANING_RULES = (
     "non_product",
     "zero_price",
     "inconsistent_quantity",
+    "after_t_ref",
 )
 
 
@@ -76,15 +81,48 @@ def attributable_lines(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int
     return lines, counts
 
 
-def clean_transactions(frame: pd.DataFrame) -> CleanLines:
+def clean_transactions(
+    frame: pd.DataFrame, rule: ProductRule = DEFAULT_RULE, t_ref: datetime | None = None
+) -> CleanLines:
     """Apply the cleaning rules to a frame from :func:`~model_training.loading.load_transactions`.
 
-    Vectorised: no per-row Python. Returns the kept lines and the count removed by each rule.
+    Vectorised: no per-row Python.
+
+    Parameters
+    ----------
+    frame
+        Transaction lines as loaded.
+    rule
+        Which stock codes are products (rule 3).
+    t_ref
+        The reference time of the RFM: lines of invoices dated after it are removed (rule 6).
+        None keeps every line.
+
+    Returns
+    -------
+    CleanLines
+        The kept lines and the count removed by each rule, in :data:`CLEANING_RULES` order.
+
+    Examples
+    --------
+    >>> from model_training.data.loading import normalise_frame
+    >>> raw = pd.DataFrame({
+    ...     "InvoiceNo": ["1", "1", "2"], "StockCode": ["85123A", "C2", "22423"],
+    ...     "Description": ["HEART", "CARRIAGE", "CAKESTAND"], "Quantity": ["6", "1", "2"],
+    ...     "InvoiceDate": ["2011-01-10 10:00:00", "2011-01-10 10:00:00", "2011-02-01 09:00:00"],
+    ...     "UnitPrice": ["2.55", "50", "12.75"], "CustomerID": ["17850"] * 3,
+    ...     "Country": ["United Kingdom"] * 3})
+    >>> frame = normalise_frame(raw, "example")
+    >>> clean = clean_transactions(frame, t_ref=datetime(2011, 1, 31))
+    >>> clean.rows_out, clean.counts["non_product"], clean.counts["after_t_ref"]
+    (1, 1, 1)
+    >>> clean_transactions(frame, ProductRule(r"POST|D|M")).rows_out
+    3
     """
     rows_in = len(frame)
     lines, counts = attributable_lines(frame)
 
-    non_product = lines["sku"].str.fullmatch(NON_PRODUCT_PATTERN).fillna(False).astype(bool)
+    non_product = lines["sku"].str.fullmatch(rule.pattern).fillna(False).astype(bool)
     counts["non_product"] = int(non_product.sum())
     lines = lines[~non_product]
 
@@ -96,8 +134,18 @@ def clean_transactions(frame: pd.DataFrame) -> CleanLines:
     inconsistent = inconsistent_quantity(lines, is_return)
     counts["inconsistent_quantity"] = int(inconsistent.sum())
     keep_lines = ~inconsistent
-    lines = lines[keep_lines].copy()
+    lines = lines[keep_lines]
     is_return = is_return[keep_lines]
+
+    # Judged by invoice time, so that an invoice is kept or removed whole, as the stream
+    # applies it: one event at its invoice time.
+    if t_ref is None:
+        after = pd.Series(False, index=lines.index)
+    else:
+        after = lines["invoice_time"] > pd.Timestamp(t_ref)
+    counts["after_t_ref"] = int(after.sum())
+    lines = lines[~after].copy()
+    is_return = is_return[~after]
 
     lines["is_return"] = is_return.to_numpy()
     lines["units"] = lines["quantity"].abs().astype("int64")

@@ -39,6 +39,10 @@ def default_reference_time(clean: CleanLines, frame: pd.DataFrame | None = None)
 def compute_rfm(clean: CleanLines, t_ref: datetime) -> pd.DataFrame:
     """Compute every customer's RFM at ``t_ref``.
 
+    ``clean`` should hold no invoice after ``t_ref`` (clean with ``t_ref=``, see
+    :func:`~model_training.data.cleaning.clean_transactions`): the RFM as of ``t_ref`` knows
+    nothing of later orders, and recency is then never negative.
+
     Returns
     -------
     pandas.DataFrame

@@ -23,10 +23,12 @@ __all__ = [
     "recency_days",
 ]
 
-#: Stock codes made only of letters (and spaces) are postage, discounts, manual adjustments
-#: and fees (``POST``, ``D``, ``M``, ``BANK CHARGES``), not products. Matched against the whole
-#: stock code.
-NON_PRODUCT_PATTERN = r"[A-Za-z ]+"
+#: The reference analysis's rule for the Online Retail format: a stock code that begins with a
+#: letter is postage, carriage, a discount, a manual adjustment or a fee (``POST``, ``C2``,
+#: ``D``, ``M``, ``DOT``, ``CRUK``, ``BANK CHARGES``, ``PADS``, ``AMAZONFEE``), not a product.
+#: Matched against the whole stock code. Shops whose product codes begin with letters set their
+#: own pattern (``RFM_NON_PRODUCT_PATTERN``, ``rfm train --non-product-pattern``).
+NON_PRODUCT_PATTERN = r"[A-Za-z].*"
 
 #: Invoice numbers starting with this letter are returns (cancellations).
 RETURN_PREFIX = "C"
@@ -55,8 +57,10 @@ class ProductRule:
     >>> rule = ProductRule()
     >>> rule.is_product("85123A"), rule.is_product("POST"), rule.is_product("BANK CHARGES")
     (True, False, False)
-    >>> ProductRule(r"[A-Za-z].*").is_product("C2")
-    False
+    >>> rule.is_product("C2"), rule.is_product("DCGS0076")
+    (False, False)
+    >>> ProductRule(r"[A-Za-z ]+").is_product("C2")  # letters and spaces only
+    True
     """
 
     def __init__(self, pattern: str = NON_PRODUCT_PATTERN) -> None:
@@ -96,7 +100,7 @@ def is_product_code(sku: str) -> bool:
 
     Examples
     --------
-    >>> is_product_code("85123A"), is_product_code("POST"), is_product_code("BANK CHARGES")
+    >>> is_product_code("85123A"), is_product_code("POST"), is_product_code("C2")
     (True, False, False)
     """
     return DEFAULT_RULE.is_product(sku)

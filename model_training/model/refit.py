@@ -30,6 +30,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from model_training.card import model_card, segment_table
+from model_training.data.rules import NON_PRODUCT_PATTERN
 from model_training.fitting import fit_segmenter
 from model_training.model.artifact import LoadedModel, make_version
 from model_training.model.features import FEATURES, TRIM_COLUMNS, rfm_matrix, trim_mask
@@ -123,6 +124,7 @@ def retrain(
     max_select_rows: int = MAX_SELECT_ROWS,
     random_state: int = 0,
     match_threshold: float = MATCH_THRESHOLD,
+    non_product_pattern: str = NON_PRODUCT_PATTERN,
 ) -> RetrainResult:
     """Fit a new model on the current RFM state and judge it against the previous one.
 
@@ -145,6 +147,9 @@ def retrain(
         Seed of the samples and of every model.
     match_threshold
         Name inheritance threshold, see :mod:`model_training.model.stability`.
+    non_product_pattern
+        The product rule the state's RFM was computed with (the stream's setting), recorded in
+        the card.
 
     Returns
     -------
@@ -217,6 +222,7 @@ def retrain(
         n_customers=int(x.shape[0]),
         cleaning={},
         comparison=comparison,
+        non_product_pattern=non_product_pattern,
     )
     reasons, measured = _apply_gates(gates, card["silhouette"], segments, previous, changed_share)
     card.update(

@@ -15,6 +15,7 @@ from model_training.exceptions import ModelArtifactError
 from stream_app.core.events import SegmentChange, write_json_schemas
 from stream_app.core.history import segment_as_of
 from stream_app.core.scoring import SegmentModel
+from stream_app.exceptions import ReferenceTimeError
 from stream_app.service.export import export_frame, segment_counts, write_export
 from stream_app.service.model_source import load_serving_model
 from stream_app.settings import Clock, Settings
@@ -61,6 +62,10 @@ def _parse_time(value: str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).replace(tzinfo=None).isoformat()
 
 
 def _format_time(epoch: float | None) -> str:
@@ -150,7 +155,9 @@ def bootstrap(input_path: Path) -> None:
                 bar.length = max(bar.length or 0, bar.pos + count)
                 bar.update(count)
 
-            states = await load_history(store, input_path, on_progress=progress)
+            states = await load_history(
+                store, input_path, on_progress=progress, rule=settings.product_rule
+            )
         return len(states)
 
     count = _with_store(settings, work)
@@ -213,19 +220,33 @@ def segments() -> None:
 
 @click.command()
 @click.option("--output", required=True, type=click.Path(path_type=Path))
-@click.option("--t-ref", "t_ref", default=None, help="Reference time (default: the stream clock).")
+@click.option(
+    "--t-ref",
+    "t_ref",
+    default=None,
+    help="Reference time, not before the stream clock (default: the stream clock).",
+)
 def export(output: Path, t_ref: str | None) -> None:
     """Write the current state in the rfm.csv format of `rfm train`."""
     settings = Settings()
+    reference = _parse_time(t_ref) if t_ref else None
     model = asyncio.run(_serving_model(settings))
 
     async def work(store: RedisStore) -> int:
-        reference = _parse_time(t_ref) if t_ref else None
-        if reference is None:
-            reference = await _stream_now(settings, store)
-        if reference is None:
+        now = await _stream_now(settings, store)
+        if reference is not None and now is not None and reference < now:
+            # Recency would go negative, and later orders would still count.
+            raise ReferenceTimeError(
+                f"--t-ref {_iso(reference)} is before the stream clock ({_iso(now)}, "
+                f"{settings.clock.value} time): the state holds the orders applied until then "
+                "and cannot leave out those after --t-ref; export at the stream clock or "
+                "later, or compute the RFM as of that time from the history file with "
+                "`rfm train --t-ref`"
+            )
+        at = reference if reference is not None else now
+        if at is None:
             raise click.ClickException("the state is empty: nothing to export")
-        frame = await export_frame(store, reference, model)
+        frame = await export_frame(store, at, model)
         write_export(frame, output)
         return len(frame)
 

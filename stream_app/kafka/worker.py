@@ -93,7 +93,7 @@ def create_app(settings: Settings) -> faust.App:
     client = redis_client(settings.redis_url)
     registry = ModelRegistry(settings.model_dir, client, keys)
     coordination = Coordination(client, keys)
-    models = ModelSource(registry, settings.model_dir)
+    models = ModelSource(registry, settings.model_dir, settings.non_product_pattern)
     publisher = FaustPublisher(app, changes, dead_letters)
     processor = BatchProcessor(
         store,
@@ -120,6 +120,7 @@ def create_app(settings: Settings) -> faust.App:
             max_changed_share=settings.gate_max_changed_share,
         ),
         worker_id=worker_id,
+        non_product_pattern=settings.non_product_pattern,
     )
 
     # Orders wait for the start-up below: the model loads in a thread now, and an order scored

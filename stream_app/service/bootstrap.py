@@ -17,6 +17,7 @@ import pandas as pd
 from model_training.data.cleaning import clean_transactions
 from model_training.data.loading import load_transactions
 from model_training.data.rfm import customer_totals
+from model_training.data.rules import DEFAULT_RULE, ProductRule
 from stream_app.core.state import CustomerState, ItemTotals
 from stream_app.service.order_events import ReplayPlan, build_events
 from stream_app.service.ports import CustomerStore
@@ -24,17 +25,21 @@ from stream_app.service.ports import CustomerStore
 __all__ = ["bootstrap_states", "load_history"]
 
 
-def bootstrap_states(frame: pd.DataFrame, plan: ReplayPlan | None = None) -> list[CustomerState]:
+def bootstrap_states(
+    frame: pd.DataFrame, plan: ReplayPlan | None = None, rule: ProductRule = DEFAULT_RULE
+) -> list[CustomerState]:
     """Every customer's state after all the frame's events, as replaying would leave it.
 
-    ``plan`` is the frame's replay plan when the caller has it already.
+    ``plan`` is the frame's replay plan when the caller has it already. ``rule`` tells
+    products from other stock codes; it must be the workers' (``RFM_NON_PRODUCT_PATTERN``) for
+    the state to be the one replaying would build.
     """
     plan = plan if plan is not None else build_events(frame)
     orders: dict[str, set[str]] = {}
     for key, value in plan.events:
         orders.setdefault(key.decode(), set()).add(json.loads(value)["event_id"])
 
-    clean = clean_transactions(frame)
+    clean = clean_transactions(frame, rule)
     per_customer = customer_totals(clean)
     lines = clean.lines
     purchases = lines[~lines["is_return"]]
@@ -98,14 +103,16 @@ async def load_history(
     path: str | Path,
     chunk: int = 500,
     on_progress: Callable[[int], None] | None = None,
+    rule: ProductRule = DEFAULT_RULE,
 ) -> list[CustomerState]:
     """Write the states of a history file into ``store``; return them.
 
-    The stream clock moves to the file's last event time, as a replay would move it.
+    The stream clock moves to the file's last event time, as a replay would move it. ``rule``
+    is the workers' product rule (``Settings.product_rule``).
     """
     frame = load_transactions(path)
     plan = build_events(frame)
-    states = bootstrap_states(frame, plan)
+    states = bootstrap_states(frame, plan, rule)
     for first in range(0, len(states), chunk):
         block = states[first : first + chunk]
         await store.put(block)

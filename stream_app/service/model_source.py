@@ -4,16 +4,75 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from model_training.exceptions import ModelArtifactError
 from model_training.model.artifact import MODEL_FILE, LoadedModel, load_model
 from stream_app.exceptions import StreamError
 from stream_app.service.ports import ModelVersions
 
-__all__ = ["ModelSource", "load_serving_model"]
+__all__ = [
+    "UNRECORDED_NON_PRODUCT_PATTERN",
+    "ModelSource",
+    "load_serving_model",
+    "product_rule_mismatch",
+]
 
 log = logging.getLogger(__name__)
+
+#: The product rule of models whose card records none: cards were written without the
+#: pattern while the rule was fixed to codes made only of letters and spaces.
+UNRECORDED_NON_PRODUCT_PATTERN = r"[A-Za-z ]+"
+
+
+def product_rule_mismatch(card: Mapping[str, Any], pattern: str) -> str | None:
+    """Say why a model trained with another product rule than ``pattern`` is suspect.
+
+    Parameters
+    ----------
+    card
+        The model card (``non_product_pattern`` is the rule its RFM was computed with; a card
+        without it means :data:`UNRECORDED_NON_PRODUCT_PATTERN`).
+    pattern
+        The stream's rule, ``RFM_NON_PRODUCT_PATTERN``.
+
+    Returns
+    -------
+    str or None
+        A warning for the operator, or None when the rules agree.
+
+    Examples
+    --------
+    >>> product_rule_mismatch({"non_product_pattern": "[A-Za-z].*"}, "[A-Za-z].*") is None
+    True
+    >>> print(product_rule_mismatch({"version": "v1"}, "[A-Za-z].*"))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    model v1 was trained with the non-product pattern '[A-Za-z ]+' (its card records none:
+    cards written before the pattern was recorded used that rule), but
+    RFM_NON_PRODUCT_PATTERN is '[A-Za-z].*': the stream's RFM and the RFM of the model's
+    training data count different stock codes as products, so segments may be assigned on
+    figures the model never saw; retrain with `rfm train --non-product-pattern '[A-Za-z].*'`
+    or set RFM_NON_PRODUCT_PATTERN='[A-Za-z ]+'
+    """
+    recorded = card.get("non_product_pattern")
+    trained_with = UNRECORDED_NON_PRODUCT_PATTERN if recorded is None else str(recorded)
+    if trained_with == pattern:
+        return None
+    origin = (
+        " (its card records none: cards written before the pattern was recorded used that rule)"
+        if recorded is None
+        else ""
+    )
+    return (
+        f"model {card.get('version', '?')} was trained with the non-product pattern "
+        f"{trained_with!r}{origin}, but RFM_NON_PRODUCT_PATTERN is {pattern!r}: the stream's "
+        "RFM and the RFM of the model's training data count different stock codes as "
+        "products, so segments may be assigned on figures the model never saw; retrain with "
+        f"`rfm train --non-product-pattern {pattern!r}` or set "
+        f"RFM_NON_PRODUCT_PATTERN={trained_with!r}"
+    )
 
 
 async def load_serving_model(registry: ModelVersions, model_dir: Path) -> LoadedModel | None:
@@ -45,12 +104,17 @@ class ModelSource:
 
     When the registry has no version yet and ``RFM_MODEL_DIR`` holds a model written by
     ``rfm train``, that model is imported as the first version. A version that fails to load
-    leaves the current model serving; the reason is logged once per failing version.
+    leaves the current model serving; the reason is logged once per failing version. Given the
+    stream's ``non_product_pattern``, switching to a model trained with another product rule
+    logs a warning (:func:`product_rule_mismatch`), at start-up as later.
     """
 
-    def __init__(self, registry: ModelVersions, model_dir: Path) -> None:
+    def __init__(
+        self, registry: ModelVersions, model_dir: Path, non_product_pattern: str | None = None
+    ) -> None:
         self.registry = registry
         self.model_dir = model_dir
+        self.non_product_pattern = non_product_pattern
         self._model: LoadedModel | None = None
         self._failed: str | None = None
         self._said_missing = False
@@ -104,6 +168,10 @@ class ModelSource:
         self._failed = None
         self.last_error = None
         log.info("serving model %s (was %s)", model.version, previous)
+        if self.non_product_pattern is not None:
+            mismatch = product_rule_mismatch(model.card, self.non_product_pattern)
+            if mismatch is not None:
+                log.warning(mismatch)
         return True
 
     def _note_failure(self, version: str | None, reason: str) -> None:

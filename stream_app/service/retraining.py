@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from model_training.data.rules import NON_PRODUCT_PATTERN
 from model_training.model.artifact import LoadedModel
 from model_training.model.refit import QualityGates, retrain
 from stream_app.service.ports import CustomerStore, ModelVersions, RetrainCoordination
@@ -58,6 +59,8 @@ class Retrainer:
         Expiry of the lock, longer than a retrain takes.
     worker_id
         Recorded with each attempt (default: this retrainer's random token).
+    non_product_pattern
+        The product rule of the state (``RFM_NON_PRODUCT_PATTERN``), recorded in new cards.
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class Retrainer:
         gates: QualityGates,
         lock_ttl_s: float = LOCK_TTL_S,
         worker_id: str = "",
+        non_product_pattern: str = NON_PRODUCT_PATTERN,
     ) -> None:
         self.registry = registry
         self.coordination = coordination
@@ -85,6 +89,7 @@ class Retrainer:
         self.lock_ttl_s = lock_ttl_s
         self.token = uuid.uuid4().hex
         self.worker_id = worker_id or self.token
+        self.non_product_pattern = non_product_pattern
 
     async def maybe_retrain(self) -> str | None:
         """Retrain if asked or due and if this worker gets the lock; the new version or None."""
@@ -133,7 +138,14 @@ class Retrainer:
             frame = await rfm_snapshot(self.store, clock)
             t_ref = datetime.fromtimestamp(clock, tz=UTC).replace(tzinfo=None)
             # Fitting takes seconds: in a thread, so the stream keeps going meanwhile.
-            result = await asyncio.to_thread(retrain, frame, t_ref, previous, self.gates)
+            result = await asyncio.to_thread(
+                retrain,
+                frame,
+                t_ref,
+                previous,
+                self.gates,
+                non_product_pattern=self.non_product_pattern,
+            )
             outcome.update(
                 accepted=result.accepted,
                 reasons=result.reasons,

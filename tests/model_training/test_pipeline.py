@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from model_training.card import SEGMENT_COLUMNS
 from model_training.cli.train import train as train_command
+from model_training.data.rules import NON_PRODUCT_PATTERN, ProductRule
 from model_training.fitting import fit_segmenter
 from model_training.model.artifact import load_model
 from model_training.model.naming import SEGMENT_NAMES
@@ -184,6 +185,79 @@ def test_cli_too_few_customers_exits_2(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "at least 10" in result.stderr
+
+
+def test_the_card_records_the_product_rule(tmp_path: Path) -> None:
+    source = _write_transactions(tmp_path / "lines.csv")
+    default = train(source, tmp_path / "a", t_ref=datetime(2012, 1, 1))
+    assert default.card["non_product_pattern"] == NON_PRODUCT_PATTERN
+    assert default.card["cleaning"]["after_t_ref"] == 0
+    # Postage counts as a product under a rule that only excludes bank charges.
+    own = train(source, tmp_path / "b", t_ref=datetime(2012, 1, 1), rule=ProductRule("BANK.*"))
+    card = json.loads((tmp_path / "b" / "model_card.json").read_text())
+    assert card["non_product_pattern"] == "BANK.*"
+    assert card["cleaning"]["non_product"] == 0
+    assert default.card["cleaning"]["non_product"] > 0
+    assert own.card["cleaning"]["rows_out"] > default.card["cleaning"]["rows_out"]
+
+
+def test_cli_takes_the_product_rule_from_the_option_or_the_environment(tmp_path: Path) -> None:
+    source = _write_transactions(tmp_path / "lines.csv")
+    for args, env, out in (
+        (["--non-product-pattern", "BANK.*"], {}, "a"),
+        ([], {"RFM_NON_PRODUCT_PATTERN": "BANK.*"}, "b"),
+    ):
+        result = CliRunner().invoke(
+            train_command,
+            ["--input", str(source), "--output", str(tmp_path / out), *args],
+            env=env,
+        )
+        assert result.exit_code == 0, result.output
+        card = json.loads((tmp_path / out / "model_card.json").read_text())
+        assert card["non_product_pattern"] == "BANK.*"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "name"),
+    [
+        (["--non-product-pattern", "[A-Z"], {}, "--non-product-pattern"),
+        ([], {"RFM_NON_PRODUCT_PATTERN": "(POST"}, "RFM_NON_PRODUCT_PATTERN"),
+    ],
+)
+def test_cli_with_a_bad_product_pattern_exits_2_with_one_error_line(
+    tmp_path: Path, args: list[str], env: dict[str, str], name: str
+) -> None:
+    source = _write_transactions(tmp_path / "lines.csv")
+    result = CliRunner().invoke(
+        train_command, ["--input", str(source), "--output", str(tmp_path / "out"), *args], env=env
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {name}: ")
+    assert len(result.stderr.splitlines()) == 1
+    assert "not a regular expression" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_earlier_t_ref_leaves_later_invoices_out(tmp_path: Path) -> None:
+    source = _write_transactions(tmp_path / "lines.csv")
+    t_ref = datetime(2011, 6, 1)
+    cut = train(source, tmp_path / "cut", t_ref=t_ref)
+    table = pd.read_csv(tmp_path / "cut" / "rfm.csv", dtype={"customer_id": str})
+    assert (table["recency_days"] >= 0).all()
+    raw = pd.read_csv(source, dtype={"InvoiceNo": str, "CustomerID": str})
+    valid = raw[(raw["StockCode"] != "POST") & raw["CustomerID"].notna() & (raw["UnitPrice"] > 0)]
+    cleaning = cut.card["cleaning"]
+    # Each later line the other rules keep: a line is counted by the first rule removing it.
+    assert cleaning["after_t_ref"] == (pd.to_datetime(valid["InvoiceDate"]) > t_ref).sum() > 0
+    assert (
+        cleaning["rows_out"]
+        + sum(count for rule, count in cleaning.items() if rule not in ("rows_in", "rows_out"))
+        == cleaning["rows_in"]
+    )
+    before = valid[pd.to_datetime(valid["InvoiceDate"]) <= t_ref]
+    buyers = before[~before["InvoiceNo"].str.startswith("C")]
+    assert set(table["customer_id"]) == set(buyers["CustomerID"].str.removesuffix(".0"))
+    assert cut.card["t_ref"] == "2011-06-01T00:00:00"
 
 
 @pytest.mark.uci

@@ -48,10 +48,17 @@ def test_duplicates_counted_after_unattributable_lines(make_frame: Builder) -> N
     assert counts_for(make_frame, anonymous, anonymous) == {"missing_customer_or_description": 2}
 
 
-@pytest.mark.parametrize("sku", ["POST", "D", "M", "BANK CHARGES", "DOT", "C2", "AMAZONFEE"])
+@pytest.mark.parametrize(
+    "sku", ["POST", "D", "M", "BANK CHARGES", "DOT", "C2", "CRUK", "PADS", "AMAZONFEE", "post"]
+)
 def test_non_product_codes(make_frame: Builder, sku: str) -> None:
-    expected = {} if sku == "C2" else {"non_product": 1}  # C2 has a digit: a product
-    assert counts_for(make_frame, (GOOD[0], sku, "FEE", 1, T, 18.0, GOOD[6], GOOD[7])) == expected
+    row = (GOOD[0], sku, "FEE", 1, T, 18.0, GOOD[6], GOOD[7])
+    assert counts_for(make_frame, row) == {"non_product": 1}
+
+
+@pytest.mark.parametrize("sku", ["85123A", "22423", "15056BL", "79323W"])
+def test_product_codes_begin_with_a_digit(make_frame: Builder, sku: str) -> None:
+    assert counts_for(make_frame, (GOOD[0], sku, "ITEM", 1, T, 2.0, GOOD[6], GOOD[7])) == {}
 
 
 def test_zero_and_negative_price(make_frame: Builder) -> None:

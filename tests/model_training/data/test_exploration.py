@@ -27,15 +27,15 @@ def small(make_frame: Builder) -> pd.DataFrame:
     return make_frame(
         [
             # Monday 2011-01-03, two lines, one minute apart: one order at 09:59.
-            ("1", "A1", "ITEM", 2, "2011-01-03 09:59:00", 5.0, "1", "France"),
-            ("1", "B1", "ITEM", 1, "2011-01-03 10:00:00", 1.0, "1", "France"),
+            ("1", "10A", "ITEM", 2, "2011-01-03 09:59:00", 5.0, "1", "France"),
+            ("1", "20B", "ITEM", 1, "2011-01-03 10:00:00", 1.0, "1", "France"),
             # Return in March, net of the revenue of that month and country.
-            ("C2", "A1", "ITEM", -1, "2011-03-10 14:00:00", 5.0, "1", "France"),
+            ("C2", "10A", "ITEM", -1, "2011-03-10 14:00:00", 5.0, "1", "France"),
             # Thursday 2011-03-10: an anonymous order counts as an order but not as revenue.
-            ("3", "A1", "ITEM", 1, "2011-03-10 15:30:00", 5.0, None, "United Kingdom"),
-            ("4", "A1", "ITEM", 10, "2011-03-10 15:45:00", 1.0, "2", "United Kingdom"),
-            ("5", "A1", "ITEM", 10, "2011-03-11 15:45:00", 1.0, "2", "United Kingdom"),
-            ("6", "A1", "ITEM", 10, "2011-03-12 15:45:00", 1.0, "2", "United Kingdom"),
+            ("3", "10A", "ITEM", 1, "2011-03-10 15:30:00", 5.0, None, "United Kingdom"),
+            ("4", "10A", "ITEM", 10, "2011-03-10 15:45:00", 1.0, "2", "United Kingdom"),
+            ("5", "10A", "ITEM", 10, "2011-03-11 15:45:00", 1.0, "2", "United Kingdom"),
+            ("6", "10A", "ITEM", 10, "2011-03-12 15:45:00", 1.0, "2", "United Kingdom"),
         ]
     )
 
@@ -81,7 +81,7 @@ def test_rfm_before_and_after_trimming(small: pd.DataFrame) -> None:
 
 def test_top_ten_countries_then_other(make_frame: Builder) -> None:
     rows = [
-        (str(i), "A1", "ITEM", 1, "2011-01-03 10:00:00", float(100 - i), "1", f"Country {i:02d}")
+        (str(i), "10A", "ITEM", 1, "2011-01-03 10:00:00", float(100 - i), "1", f"Country {i:02d}")
         for i in range(13)
     ]
     revenue = run(make_frame(rows)).revenue_by_country

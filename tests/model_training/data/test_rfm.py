@@ -44,7 +44,7 @@ def rfm_of(make_frame: Builder, *rows: tuple[object, ...], t_ref: datetime = T_R
 
 
 def test_one_purchase(make_frame: Builder) -> None:
-    rfm = rfm_of(make_frame, line("1", "A1", 10, 2.0), line("1", "B1", 1, 0.5))
+    rfm = rfm_of(make_frame, line("1", "10A", 10, 2.0), line("1", "20B", 1, 0.5))
     assert list(rfm.columns) == [*RFM_COLUMNS, "first_purchase", "last_purchase", "country"]
     assert rfm.index.tolist() == ["1"]
     row = rfm.loc["1"]
@@ -55,10 +55,10 @@ def test_one_purchase(make_frame: Builder) -> None:
 def test_returns_are_matched_per_stock_code_at_the_returns_mean_price(make_frame: Builder) -> None:
     rfm = rfm_of(
         make_frame,
-        line("1", "A1", 3, 2.0),
-        line("C2", "A1", -2, 3.0),
-        line("C3", "A1", -2, 1.0),  # 4 returned at a mean of 2.0, 3 of them matched
-        line("C3", "B1", -5, 9.0),  # never bought in the window: ignored
+        line("1", "10A", 3, 2.0),
+        line("C2", "10A", -2, 3.0),
+        line("C3", "10A", -2, 1.0),  # 4 returned at a mean of 2.0, 3 of them matched
+        line("C3", "20B", -5, 9.0),  # never bought in the window: ignored
     )
     assert rfm.loc["1", "monetary"] == pytest.approx(6.0 - 3 * 2.0)
     assert rfm.loc["1", "frequency"] == 1  # returns are not purchases
@@ -67,9 +67,9 @@ def test_returns_are_matched_per_stock_code_at_the_returns_mean_price(make_frame
 def test_returning_more_than_bought_counts_only_what_was_bought(make_frame: Builder) -> None:
     rfm = rfm_of(
         make_frame,
-        line("1", "A1", 10, 2.0),
-        line("2", "B1", 1, 5.0),
-        line("C3", "A1", -15, 2.0),
+        line("1", "10A", 10, 2.0),
+        line("2", "20B", 1, 5.0),
+        line("C3", "10A", -15, 2.0),
     )
     assert rfm.loc["1", "monetary"] == pytest.approx(5.0)
 
@@ -77,16 +77,16 @@ def test_returning_more_than_bought_counts_only_what_was_bought(make_frame: Buil
 def test_returns_before_purchases_still_match(make_frame: Builder) -> None:
     rfm = rfm_of(
         make_frame,
-        line("C1", "A1", -4, 2.0, when="2011-01-05 09:00:00"),
-        line("2", "A1", 10, 2.0, when="2011-03-01 09:00:00"),
+        line("C1", "10A", -4, 2.0, when="2011-01-05 09:00:00"),
+        line("2", "10A", 10, 2.0, when="2011-03-01 09:00:00"),
     )
     assert rfm.loc["1", "monetary"] == pytest.approx(12.0)
     assert rfm.loc["1", "last_purchase"] == pd.Timestamp("2011-03-01 09:00")
 
 
 def test_duplicate_lines_count_once(make_frame: Builder) -> None:
-    purchase = line("1", "A1", 10, 2.0)
-    refund = line("C2", "A1", -1, 2.0)
+    purchase = line("1", "10A", 10, 2.0)
+    refund = line("C2", "10A", -1, 2.0)
     rfm = rfm_of(make_frame, purchase, purchase, refund, refund)
     assert (rfm.loc["1", "frequency"], rfm.loc["1", "monetary"]) == (1, pytest.approx(18.0))
 
@@ -94,16 +94,16 @@ def test_duplicate_lines_count_once(make_frame: Builder) -> None:
 def test_customer_with_only_returns_or_invalid_lines_has_no_row(make_frame: Builder) -> None:
     rfm = rfm_of(
         make_frame,
-        line("1", "A1", 1, 2.0, customer="buyer"),
-        line("C2", "A1", -1, 2.0, customer="returner"),
+        line("1", "10A", 1, 2.0, customer="buyer"),
+        line("C2", "10A", -1, 2.0, customer="returner"),
         line("3", "POST", 1, 18.0, customer="postage"),
-        line("4", "A1", 1, 0.0, customer="free"),
+        line("4", "10A", 1, 0.0, customer="free"),
     )
     assert rfm.index.tolist() == ["buyer"]
 
 
 def test_nobody_at_all(make_frame: Builder) -> None:
-    rfm = rfm_of(make_frame, line("C2", "A1", -1, 2.0))
+    rfm = rfm_of(make_frame, line("C2", "10A", -1, 2.0))
     assert rfm.empty
     assert list(rfm.columns)[:3] == RFM_COLUMNS
 
@@ -121,8 +121,8 @@ def test_nobody_at_all(make_frame: Builder) -> None:
 def test_recency_is_the_floor_of_whole_days(make_frame: Builder, last: str, days: int) -> None:
     rfm = rfm_of(
         make_frame,
-        line("1", "A1", 1, 1.0, when="2010-12-01 08:00:00"),
-        line("2", "A1", 1, 1.0, when=last),
+        line("1", "10A", 1, 1.0, when="2010-12-01 08:00:00"),
+        line("2", "10A", 1, 1.0, when=last),
     )
     assert rfm.loc["1", "recency_days"] == days
 
@@ -132,8 +132,8 @@ def test_an_invoice_spanning_two_minutes_is_one_order_at_its_first_minute(
 ) -> None:
     rfm = rfm_of(
         make_frame,
-        line("1", "A1", 1, 1.0, when="2011-12-08 23:59:00"),
-        line("1", "B1", 1, 1.0, when="2011-12-09 00:00:00"),
+        line("1", "10A", 1, 1.0, when="2011-12-08 23:59:00"),
+        line("1", "20B", 1, 1.0, when="2011-12-09 00:00:00"),
     )
     row = rfm.loc["1"]
     assert (row["frequency"], row["recency_days"]) == (1, 1)
@@ -143,10 +143,10 @@ def test_an_invoice_spanning_two_minutes_is_one_order_at_its_first_minute(
 def test_country_is_the_country_of_the_last_purchase(make_frame: Builder) -> None:
     rfm = rfm_of(
         make_frame,
-        line("1", "A1", 1, 1.0, when="2011-05-01 10:00:00", country="France"),
-        line("3", "A1", 1, 1.0, when="2011-07-01 10:00:00", country="Germany"),
-        line("2", "A1", 1, 1.0, when="2011-06-01 10:00:00", country="EIRE"),
-        line("C4", "A1", -1, 1.0, when="2011-08-01 10:00:00", country="Spain"),
+        line("1", "10A", 1, 1.0, when="2011-05-01 10:00:00", country="France"),
+        line("3", "10A", 1, 1.0, when="2011-07-01 10:00:00", country="Germany"),
+        line("2", "10A", 1, 1.0, when="2011-06-01 10:00:00", country="EIRE"),
+        line("C4", "10A", -1, 1.0, when="2011-08-01 10:00:00", country="Spain"),
     )
     assert rfm.loc["1", "country"] == "Germany"
     assert rfm.loc["1", "first_purchase"] == pd.Timestamp("2011-05-01 10:00")
@@ -154,8 +154,33 @@ def test_country_is_the_country_of_the_last_purchase(make_frame: Builder) -> Non
 
 
 def test_default_reference_time_is_midnight_after_the_last_line(make_frame: Builder) -> None:
-    frame = make_frame([line("1", "A1", 1, 1.0, when="2011-12-09 12:50:00")])
+    frame = make_frame([line("1", "10A", 1, 1.0, when="2011-12-09 12:50:00")])
     assert default_reference_time(clean_transactions(frame), frame) == datetime(2011, 12, 10)
+
+
+def test_an_earlier_t_ref_leaves_later_invoices_out(make_frame: Builder) -> None:
+    t_ref = datetime(2011, 6, 1)
+    frame = make_frame(
+        [
+            line("1", "10A", 2, 5.0, when="2011-05-01 10:00:00"),
+            line("2", "10A", 1, 5.0, when="2011-06-01 00:00:00"),  # at t_ref: counts
+            line("3", "10A", 4, 5.0, when="2011-06-01 00:01:00"),
+            line("C4", "10A", -2, 5.0, when="2011-07-01 10:00:00"),  # a later return
+            line("5", "20B", 1, 9.0, when="2011-07-01 10:00:00", customer="later"),
+            # An invoice keyed in across t_ref is kept whole, at its first minute.
+            line("6", "10A", 1, 1.0, when="2011-05-31 23:59:00", customer="split"),
+            line("6", "20B", 1, 2.0, when="2011-06-01 00:01:00", customer="split"),
+        ]
+    )
+    clean = clean_transactions(frame, t_ref=t_ref)
+    assert clean.counts["after_t_ref"] == 3
+    rfm = compute_rfm(clean, t_ref)
+    assert rfm.index.tolist() == ["1", "split"]
+    assert (rfm.loc["1", "recency_days"], rfm.loc["1", "frequency"]) == (0, 2)
+    assert rfm.loc["1", "monetary"] == pytest.approx(15.0)
+    assert (rfm.loc["split", "frequency"], rfm.loc["split", "monetary"]) == (1, pytest.approx(3.0))
+    assert (rfm["recency_days"] >= 0).all()
+    assert clean_transactions(frame).counts["after_t_ref"] == 0
 
 
 # --- properties -------------------------------------------------------------------------------
@@ -243,11 +268,15 @@ def test_uci_customers_and_reference_rows(uci_rfm: pd.DataFrame) -> None:
 def independent_rfm(path: Path, t_ref: datetime) -> dict[str, tuple[int, int, float, str]]:
     """docs/design.md's RFM written out plainly over the file's rows: no pandas, no project code.
 
-    Returns ``customer -> (recency_days, frequency, monetary, country)``.
+    Rows of invoices dated after ``t_ref`` (by the earliest time among the invoice's
+    attributable rows) are skipped. Returns ``customer -> (recency_days, frequency, monetary,
+    country)``.
     """
-    non_product = re.compile(r"[A-Za-z ]+")
+    non_product = re.compile(r"[A-Za-z].*")  # codes beginning with a letter
     times: dict[str, datetime] = {}
     seen: set[tuple[object, ...]] = set()
+    rows: list[tuple[str, str, int, datetime, float, str, str]] = []
+    invoice_first: dict[str, datetime] = {}
     invoice_time: dict[tuple[str, str], datetime] = {}
     invoice_country: dict[tuple[str, str], str] = {}
     spent: dict[str, float] = defaultdict(float)
@@ -269,24 +298,31 @@ def independent_rfm(path: Path, t_ref: datetime) -> dict[str, tuple[int, int, fl
             if key in seen:
                 continue
             seen.add(key)
-            if non_product.fullmatch(sku) or price <= 0:
-                continue
-            is_return = invoice.startswith("C")
-            if (quantity >= 0) if is_return else (quantity <= 0):
-                continue
             if when not in times:
                 times[when] = datetime.strptime(when, "%Y-%m-%d %H:%M:%S")
-            item = (customer, sku)
-            if is_return:
-                returned[item] += -quantity
-                returned_value[item] += -quantity * price
-                continue
-            bought[item] += quantity
-            spent[customer] += quantity * price
-            order = (customer, invoice)
-            if order not in invoice_time or times[when] < invoice_time[order]:
-                invoice_time[order] = times[when]
-            invoice_country.setdefault(order, country)
+            moment = times[when]
+            if invoice not in invoice_first or moment < invoice_first[invoice]:
+                invoice_first[invoice] = moment
+            rows.append((invoice, sku, quantity, moment, price, customer, country))
+    for invoice, sku, quantity, moment, price, customer, country in rows:
+        if invoice_first[invoice] > t_ref:
+            continue
+        if non_product.fullmatch(sku) or price <= 0:
+            continue
+        is_return = invoice.startswith("C")
+        if (quantity >= 0) if is_return else (quantity <= 0):
+            continue
+        item = (customer, sku)
+        if is_return:
+            returned[item] += -quantity
+            returned_value[item] += -quantity * price
+            continue
+        bought[item] += quantity
+        spent[customer] += quantity * price
+        order = (customer, invoice)
+        if order not in invoice_time or moment < invoice_time[order]:
+            invoice_time[order] = moment
+        invoice_country.setdefault(order, country)
     matched: dict[str, float] = defaultdict(float)
     for item, units in returned.items():
         matched[item[0]] += min(units, bought.get(item, 0)) * returned_value[item] / units
@@ -309,13 +345,11 @@ def independent_rfm(path: Path, t_ref: datetime) -> dict[str, tuple[int, int, fl
     return result
 
 
-@pytest.mark.uci
-def test_uci_agrees_with_an_independent_computation(uci_path: Path, uci_rfm: pd.DataFrame) -> None:
-    expected = independent_rfm(uci_path, UCI_T_REF)
-    assert set(expected) == set(uci_rfm.index)
+def assert_agrees(expected: dict[str, tuple[int, int, float, str]], rfm: pd.DataFrame) -> None:
+    assert set(expected) == set(rfm.index)
     got = {
         customer: (int(r), int(f), float(m), str(c))
-        for customer, r, f, m, c in uci_rfm[[*RFM_COLUMNS, "country"]].itertuples()
+        for customer, r, f, m, c in rfm[[*RFM_COLUMNS, "country"]].itertuples()
     }
     wrong = [
         (customer, expected[customer], got[customer])
@@ -325,6 +359,22 @@ def test_uci_agrees_with_an_independent_computation(uci_path: Path, uci_rfm: pd.
         or expected[customer][3] != got[customer][3]
     ]
     assert not wrong, f"{len(wrong)} customers differ, e.g. {wrong[:5]}"
+
+
+@pytest.mark.uci
+def test_uci_agrees_with_an_independent_computation(uci_path: Path, uci_rfm: pd.DataFrame) -> None:
+    assert_agrees(independent_rfm(uci_path, UCI_T_REF), uci_rfm)
+
+
+@pytest.mark.uci
+def test_uci_as_of_an_earlier_t_ref_knows_only_the_orders_until_then(uci_path: Path) -> None:
+    t_ref = datetime(2011, 6, 1)
+    clean = clean_transactions(load_transactions(uci_path), t_ref=t_ref)
+    rfm = compute_rfm(clean, t_ref)
+    assert clean.counts["after_t_ref"] > 0
+    assert (rfm["recency_days"] >= 0).all()
+    assert (rfm["last_purchase"] <= pd.Timestamp(t_ref)).all()
+    assert_agrees(independent_rfm(uci_path, t_ref), rfm)
 
 
 @pytest.mark.uci

@@ -67,7 +67,7 @@ def test_loads_with_the_project_loader(synthetic: pd.DataFrame, loaded: pd.DataF
 
 
 def test_cleaning_removes_something_under_every_rule(loaded: pd.DataFrame) -> None:
-    counts = clean_transactions(loaded).counts
+    counts = clean_transactions(loaded, t_ref=END.to_pydatetime()).counts
     assert set(counts) == set(CLEANING_RULES)
     assert all(count > 0 for count in counts.values()), counts
 

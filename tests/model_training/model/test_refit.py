@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from model_training.data.rules import NON_PRODUCT_PATTERN
 from model_training.model.artifact import LoadedModel, load_model, save_model
 from model_training.model.features import rfm_matrix
 from model_training.model.refit import QualityGates, RetrainResult, migration_matrix, retrain
@@ -70,6 +71,7 @@ def test_first_model_without_previous(first: RetrainResult, population: pd.DataF
     assert first.migration.empty
     card = first.card
     assert card["trained_from"] == "stream"
+    assert card["non_product_pattern"] == NON_PRODUCT_PATTERN
     assert card["migration"] is None
     assert card["previous_version"] is None
     assert card["gates"]["passed"] is True

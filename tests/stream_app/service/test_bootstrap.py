@@ -18,6 +18,7 @@ import pytest
 from model_training.data.cleaning import clean_transactions
 from model_training.data.loading import load_transactions
 from model_training.data.rfm import compute_rfm, default_reference_time
+from model_training.data.rules import ProductRule
 from model_training.data.synth import generate_transactions, write_transactions
 from stream_app.core.effects import order_effect
 from stream_app.core.events import parse_order_event
@@ -139,6 +140,18 @@ def test_bootstrap_builds_its_own_plan_when_not_given(
     assert [state.customer_id for state in without] == [state.customer_id for state in with_plan]
     for left, right in zip(without, with_plan, strict=True):
         assert_same_state(left, right)
+
+
+def test_bootstrap_follows_the_product_rule(frame: pd.DataFrame, plan: ReplayPlan) -> None:
+    default = {state.customer_id: state for state in bootstrap_states(frame, plan)}
+    postage_counts = {
+        state.customer_id: state
+        for state in bootstrap_states(frame, plan, ProductRule(r"BANK CHARGES|D|M"))
+    }
+    assert not default["99002"].has_rfm
+    assert postage_counts["99002"].has_rfm  # postage only: a purchase under this rule
+    assert postage_counts["99002"].monetary == pytest.approx(18.0)
+    assert "POST" in postage_counts["99004"].items and "POST" not in default["99004"].items
 
 
 def test_replay_in_any_order_and_twice_gives_the_same_state(

@@ -54,22 +54,22 @@ def order(
 
 
 GOOD = [
-    order("1", "c1", 1, line("A1", 3, 2.0), line("B2", 1, 10.0)),
-    order("2", "c2", 2, line("A1", 1, 4.0)),
-    order("C3", "c1", 3, line("A1", 1, 2.0), kind="return"),
-    order("4", "c1", 5, line("B2", 2, 10.0)),
+    order("1", "c1", 1, line("10A", 3, 2.0), line("20B", 1, 10.0)),
+    order("2", "c2", 2, line("10A", 1, 4.0)),
+    order("C3", "c1", 3, line("10A", 1, 2.0), kind="return"),
+    order("4", "c1", 5, line("20B", 2, 10.0)),
 ]
 
 #: Well-formed events that no believable shop sends, or that cannot be applied.
 BAD = {
-    "quantity 10^17": order("9", "c1", 4, line("A1", 10**17, 1.0)),
-    "quantity 10^12": order("9", "c1", 4, line("A1", 10**12, 1.0)),
-    "price 1e300": order("9", "c1", 4, line("A1", 1, 1e300)),
-    "infinite total": order("9", "c1", 4, *[line("A1", 10, 1e308)] * 10),
-    "infinite return": order("C9", "c1", 4, line("A1", 10, 1e308), kind="return"),
+    "quantity 10^17": order("9", "c1", 4, line("10A", 10**17, 1.0)),
+    "quantity 10^12": order("9", "c1", 4, line("10A", 10**12, 1.0)),
+    "price 1e300": order("9", "c1", 4, line("10A", 1, 1e300)),
+    "infinite total": order("9", "c1", 4, *[line("10A", 10, 1e308)] * 10),
+    "infinite return": order("C9", "c1", 4, line("10A", 10, 1e308), kind="return"),
     "dated 2099": order("9", "c1", at=datetime(2099, 6, 1, tzinfo=UTC)),
     "dated 2030 on another customer": order("9", "c3", at=datetime(2030, 1, 1, tzinfo=UTC)),
-    "conflicting redelivery": order("1", "c1", 1, line("A1", 300, 2.0)),
+    "conflicting redelivery": order("1", "c1", 1, line("10A", 300, 2.0)),
     "clock event in 2099": json.dumps(
         {"kind": "clock", "occurred_at": "2099-06-01T00:00:00+00:00"}
     ).encode(),
@@ -248,17 +248,17 @@ async def test_the_script_refuses_values_it_cannot_apply_before_writing(
     from tests.fakes import purchase_effect
 
     async with RedisStore.from_url(private_redis_url, prefix="trust-lua") as store:
-        good = purchase_effect("1", when(1).timestamp(), ("A1", 1, 2.0))
-        huge = purchase_effect("2", when(2).timestamp(), ("A1", 10**17, 1.0))
+        good = purchase_effect("1", when(1).timestamp(), ("10A", 1, 2.0))
+        huge = purchase_effect("2", when(2).timestamp(), ("10A", 10**17, 1.0))
         endless = replace(
-            purchase_effect("3", when(3).timestamp(), ("A1", 1, 1.0)), values=(float("inf"),)
+            purchase_effect("3", when(3).timestamp(), ("10A", 1, 1.0)), values=(float("inf"),)
         )
         result = await store.apply([good, huge, endless])
         assert result.applied == [True, False, False]
         assert result.rejected == {1: "quantity", 2: "total"}
         state = await store.get("c1")
         assert state is not None
-        assert (state.frequency, state.orders, state.items["A1"].bought) == (1, {"1"}, 1)
+        assert (state.frequency, state.orders, state.items["10A"].bought) == (1, {"1"}, 1)
 
 
 async def test_a_store_refusal_dead_letters_only_its_event(private_redis_url: str) -> None:
@@ -281,7 +281,7 @@ async def test_a_store_refusal_dead_letters_only_its_event(private_redis_url: st
 # ------------------------------------------------------------------ property
 
 
-SKUS = ["A1", "B2", "C3", "POST", "C2"]
+SKUS = ["10A", "20B", "30C", "POST", "C2"]
 
 
 def _stream(seed: int, customers: int = 4, good: int = 30) -> tuple[list[bytes], list[bytes]]:
@@ -307,13 +307,13 @@ def _stream(seed: int, customers: int = 4, good: int = 30) -> tuple[list[bytes],
             original = rng.choice(events)
             position = rng.randint(mixed.index(original) + 1, len(mixed))
             changed = json.loads(original)
-            changed["lines"] = [line("A1", rng.randint(10, 99), 3.0)]
+            changed["lines"] = [line("10A", rng.randint(10, 99), 3.0)]
             bad = json.dumps(changed).encode()
         elif choice < 0.5:
             bad = rng.choice(harmful)
         elif choice < 0.7:
             bad = order(
-                "x", f"c{rng.randrange(customers)}", 3, line("A1", 10 ** rng.randint(7, 30))
+                "x", f"c{rng.randrange(customers)}", 3, line("10A", 10 ** rng.randint(7, 30))
             )
         elif choice < 0.85:
             bad = b'{"event_id": "broken", ' + b"x" * rng.randint(0, 50)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from pathlib import Path
@@ -12,7 +13,12 @@ import redis.asyncio as aioredis
 
 import stream_app.store.model_files as model_files_module
 from model_training.model.artifact import LoadedModel, save_model
-from stream_app.service.model_source import ModelSource, load_serving_model
+from stream_app.service.model_source import (
+    UNRECORDED_NON_PRODUCT_PATTERN,
+    ModelSource,
+    load_serving_model,
+    product_rule_mismatch,
+)
 from stream_app.store.keys import Keys
 from stream_app.store.registry import ModelRegistry
 from tests.fakes import V1, V2, fitted_segmenter, model_card
@@ -86,3 +92,45 @@ async def test_the_cli_reads_the_trained_model_without_registering_it(
     await registry.publish(fitted_segmenter(1), model_card(V2))
     model = await load_serving_model(registry, trained)
     assert model is not None and model.version == V2  # the registry's current comes first
+
+
+NEW_RULE = r"[A-Za-z].*"
+
+
+def test_the_same_product_rule_is_no_mismatch() -> None:
+    assert product_rule_mismatch(model_card(V1, non_product_pattern=NEW_RULE), NEW_RULE) is None
+
+
+def test_another_product_rule_names_both_patterns_and_what_it_means() -> None:
+    warning = product_rule_mismatch(model_card(V1, non_product_pattern=r"POST|D|M"), NEW_RULE)
+    assert warning is not None
+    assert V1 in warning
+    assert "'POST|D|M'" in warning and repr(NEW_RULE) in warning
+    assert "RFM of the model's training data" in warning
+    assert "records none" not in warning
+
+
+def test_a_card_without_a_pattern_means_the_old_rule_and_says_so() -> None:
+    card = model_card(V1)
+    assert "non_product_pattern" not in card
+    warning = product_rule_mismatch(card, NEW_RULE)
+    assert warning is not None
+    assert repr(UNRECORDED_NON_PRODUCT_PATTERN) in warning and "records none" in warning
+    assert product_rule_mismatch(card, UNRECORDED_NON_PRODUCT_PATTERN) is None
+
+
+async def test_serving_a_model_of_another_product_rule_logs_a_warning(
+    tmp_path: Path, registry: ModelRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    await registry.publish(fitted_segmenter(), model_card(V1))
+    source = ModelSource(registry, tmp_path / "registry", NEW_RULE)
+    with caplog.at_level(logging.WARNING, logger="stream_app.service.model_source"):
+        assert await source.refresh() is True
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "records none" in warnings[0]
+
+    caplog.clear()
+    await registry.publish(fitted_segmenter(1), model_card(V2, non_product_pattern=NEW_RULE))
+    with caplog.at_level(logging.WARNING, logger="stream_app.service.model_source"):
+        assert await source.refresh() is True
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]

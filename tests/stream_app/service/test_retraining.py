@@ -94,6 +94,18 @@ async def test_a_requested_retrain_publishes_and_records(
     assert attempt["customers"] == 300 and attempt["previous"] == V1
 
 
+async def test_a_retrained_card_records_the_streams_product_rule(
+    tmp_path: Path, async_client: aioredis.Redis, store: MemoryStore
+) -> None:
+    retrainer, registry, coordination = await make_retrainer(
+        tmp_path, async_client, store, non_product_pattern="BANK.*"
+    )
+    await coordination.request_retrain()
+    assert await retrainer.maybe_retrain() is not None
+    model = await registry.load_current()
+    assert model is not None and model.card["non_product_pattern"] == "BANK.*"
+
+
 async def test_only_the_lock_holder_retrains(
     tmp_path: Path, async_client: aioredis.Redis, store: MemoryStore
 ) -> None:
