@@ -18,6 +18,8 @@ from model_training.data.cleaning import clean_transactions
 from model_training.data.loading import load_transactions
 from model_training.data.rfm import customer_totals
 from model_training.data.rules import DEFAULT_RULE, ProductRule
+from stream_app.core.effects import content_digest
+from stream_app.core.events import parse_order_event
 from stream_app.core.state import CustomerState, ItemTotals
 from stream_app.service.order_events import ReplayPlan, build_events
 from stream_app.service.ports import CustomerStore
@@ -36,8 +38,13 @@ def bootstrap_states(
     """
     plan = plan if plan is not None else build_events(frame)
     orders: dict[str, set[str]] = {}
+    digests: dict[str, dict[str, str]] = {}
     for key, value in plan.events:
-        orders.setdefault(key.decode(), set()).add(json.loads(value)["event_id"])
+        event = parse_order_event(value)
+        customer = key.decode()
+        orders.setdefault(customer, set()).add(event.event_id)
+        # Kept as the stream keeps them: a later redelivery with other content is a conflict.
+        digests.setdefault(customer, {})[event.event_id] = content_digest(event)
 
     clean = clean_transactions(frame, rule)
     per_customer = customer_totals(clean)
@@ -75,7 +82,10 @@ def bootstrap_states(
         if record is None:
             states.append(
                 CustomerState(
-                    customer, items=items.get(customer, {}), orders=frozenset(orders[customer])
+                    customer,
+                    items=items.get(customer, {}),
+                    orders=frozenset(orders[customer]),
+                    digests=digests[customer],
                 )
             )
             continue
@@ -93,6 +103,7 @@ def bootstrap_states(
                 country=str(record["country"]),
                 items=items.get(customer, {}),
                 orders=frozenset(orders[customer]),
+                digests=digests[customer],
             )
         )
     return states

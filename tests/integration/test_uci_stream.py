@@ -94,6 +94,7 @@ def assert_same_states(
     for customer, want in expected.items():
         got = actual[customer]
         assert got.orders == want.orders, customer
+        assert got.digests == want.digests, customer
         assert got.frequency == want.frequency, customer
         assert (got.first_purchase, got.last_purchase) == (
             want.first_purchase,

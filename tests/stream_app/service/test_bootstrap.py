@@ -90,6 +90,7 @@ def assert_same_state(actual: CustomerState, expected: CustomerState) -> None:
     who = actual.customer_id
     assert actual.customer_id == expected.customer_id
     assert actual.orders == expected.orders, who
+    assert actual.digests == expected.digests, who
     assert actual.frequency == expected.frequency, who
     assert actual.first_purchase == expected.first_purchase, who
     assert actual.last_purchase == expected.last_purchase, who
