@@ -17,6 +17,7 @@ __all__ = [
     "StackNotFoundError",
     "StackStartError",
     "StoreDataError",
+    "StoreLostError",
     "StoreUnavailableError",
     "StreamError",
 ]
@@ -94,4 +95,14 @@ class ReferenceTimeError(StreamError):
     The state already holds every order applied up to the stream clock and cannot leave out
     those after an earlier time. Export at the stream clock or later, or compute the RFM as of
     the earlier time from the history file with ``rfm train --t-ref``.
+    """
+
+
+class StoreLostError(StreamError):
+    """The state store lost its contents (its epoch is gone or changed) under a worker.
+
+    The worker stops taking orders and waits: rebuild the state with ``rfm bootstrap --input
+    FILE`` from the order history, or, when the orders topic still holds every order, reset
+    the consumer group to the beginning and start the workers again. A new epoch is written by
+    ``rfm bootstrap``; workers resume on it.
     """

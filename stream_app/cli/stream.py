@@ -141,12 +141,25 @@ def replay(
 
 @click.command()
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path))
-def bootstrap(input_path: Path) -> None:
-    """Load a history file straight into Redis, as replaying it would leave the state."""
+@click.option(
+    "--score/--no-score",
+    default=False,
+    show_default=True,
+    help="Then score every customer with the serving model and publish their segments "
+    "(reason `order`; needs the broker).",
+)
+def bootstrap(input_path: Path, score: bool) -> None:
+    """Load a history file straight into Redis, as replaying it would leave the state.
+
+    Also the way back after a lost store: workers wait for it, then go on.
+    """
     from stream_app.service.bootstrap import load_history
 
     settings = Settings()
     started = time.monotonic()
+    model = asyncio.run(_serving_model(settings)) if score else None
+    if score and model is None:
+        click.echo("warning: no model: customers get no segment until it is there", err=True)
 
     async def work(store: RedisStore) -> int:
         with click.progressbar(length=0, label="writing customers", file=None) as bar:
@@ -158,6 +171,11 @@ def bootstrap(input_path: Path) -> None:
             states = await load_history(
                 store, input_path, on_progress=progress, rule=settings.product_rule
             )
+        if model is not None:
+            from stream_app.kafka.rescore import rescore_everyone
+
+            moved = await rescore_everyone(settings, store, model, "order")
+            click.echo(f"scored every customer: {moved:,} got a new segment", err=True)
         return len(states)
 
     count = _with_store(settings, work)

@@ -94,6 +94,7 @@ def _changes(
     version: str,
     now: float,
     reason: Reason,
+    sequence_floor: int = 0,
 ) -> list[SegmentChange]:
     occurred_at = datetime.fromtimestamp(now, tz=UTC)
     changes = []
@@ -115,7 +116,9 @@ def _changes(
                 ),
                 model_version=version,
                 occurred_at=occurred_at,
-                sequence=state.sequence + 1,
+                # Above every number of the store's earlier epochs (a store rebuilt after a
+                # loss starts its customers at 0 again; consumers keep the highest).
+                sequence=max(state.sequence, sequence_floor) + 1,
                 previous_rfm=(
                     None
                     if previous is None
@@ -197,9 +200,16 @@ def next_change_times(
 
 
 def score(
-    states: Sequence[CustomerState], model: SegmentModel, now: float, reason: Reason
+    states: Sequence[CustomerState],
+    model: SegmentModel,
+    now: float,
+    reason: Reason,
+    sequence_floor: int = 0,
 ) -> tuple[list[SegmentChange], list[float | None]]:
     """:func:`segment_changes` and :func:`next_change_times` at once, predicting at ``now`` once.
+
+    Each change's sequence is above ``sequence_floor`` (the store epoch's, see
+    :mod:`stream_app.store.keys`) and above the customer's last one.
 
     >>> class Threshold:
     ...     version = "v1"
@@ -218,7 +228,7 @@ def score(
     scored = [states[row] for row in rows]
     base = rfm_matrix(scored, now)
     names = model.predict_segments(base)
-    changes = _changes(scored, base, names, model.version, now, reason)
+    changes = _changes(scored, base, names, model.version, now, reason, sequence_floor)
     for row, moment in zip(rows, _due_times(scored, base, names, model), strict=True):
         due[row] = moment
     return changes, due

@@ -7,8 +7,7 @@ from datetime import datetime
 from stream_app.core.events import ClockEvent
 from stream_app.core.scoring import SegmentModel
 from stream_app.kafka.admin import stream_producer
-from stream_app.kafka.publisher import ProducerPublisher
-from stream_app.service.processor import BatchProcessor
+from stream_app.kafka.rescore import rescore_everyone
 from stream_app.settings import Settings
 from stream_app.store.redis_store import RedisStore
 
@@ -36,18 +35,7 @@ async def set_clock(settings: Settings, moment: datetime, model: SegmentModel | 
     the new clock (changes with reason ``recency``, published to the changes topic) and gets
     a new due time. Returns how many customers changed segment (0 without a model).
     """
-    async with (
-        RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix) as store,
-        stream_producer(settings) as producer,
-    ):
+    async with RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix) as store:
         await store.ping()
         await store.set_clock(moment.timestamp())
-        processor = BatchProcessor(
-            store,
-            ProducerPublisher(producer, settings.changes_topic, settings.dlq_topic),
-            lambda: model,
-            clock=settings.clock,
-            rule=settings.product_rule,
-            limits=settings.limits,
-        )
-        return await processor.rescore_all("recency")
+        return await rescore_everyone(settings, store, model, "recency")

@@ -26,6 +26,8 @@ import aiokafka
 import faust
 
 from model_training.model.refit import QualityGates
+from stream_app.exceptions import BrokerUnavailableError
+from stream_app.kafka.admin import committed_offsets
 from stream_app.kafka.publisher import FaustPublisher
 from stream_app.service.inflight import InOrder
 from stream_app.service.model_source import ModelSource
@@ -131,6 +133,8 @@ def create_app(settings: Settings) -> faust.App:
     async def on_start() -> None:
         try:
             await store.ping()
+            # Before any order: a store that lost everything must not be written on.
+            await processor.open_epoch(await _consumed_before(settings))
             await models.refresh()
             # Changes recorded by a worker that died before publishing them.
             pending = await processor.announce_pending()
@@ -193,6 +197,20 @@ def create_app(settings: Settings) -> faust.App:
             await in_flight.submit(batch, partial(_acknowledge, app, events))
 
     return app
+
+
+async def _consumed_before(settings: Settings) -> bool:
+    """Whether the workers' consumer group has committed offsets on the orders topic."""
+    partitions = [
+        aiokafka.TopicPartition(settings.orders_topic, partition)
+        for partition in range(settings.topic_partitions)
+    ]
+    try:
+        committed = await committed_offsets(settings.kafka_bootstrap, settings.app_id, partitions)
+    except BrokerUnavailableError as exc:
+        log.warning("cannot tell whether orders were consumed before (%s): assuming not", exc)
+        return False
+    return any(offset > 0 for offset in committed.values())
 
 
 def settle_garbage_collector() -> None:

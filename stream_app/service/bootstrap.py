@@ -8,6 +8,7 @@ pipeline's vectorised code and written with pipelined bulk writes.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from stream_app.core.events import parse_order_event
 from stream_app.core.state import CustomerState, ItemTotals
 from stream_app.service.order_events import ReplayPlan, build_events
 from stream_app.service.ports import CustomerStore
+from stream_app.service.processor import new_epoch
 
 __all__ = ["bootstrap_states", "load_history"]
 
@@ -132,4 +134,7 @@ async def load_history(
     if plan.events:
         latest = max(json.loads(value)["occurred_at"] for _, value in plan.events)
         await store.advance_clock(datetime.fromisoformat(latest).timestamp())
+    # A store rebuilt after a loss gets a new epoch: workers waiting on it resume, and number
+    # their changes above the lost store's.
+    await store.create_epoch(new_epoch(time.time()))
     return states

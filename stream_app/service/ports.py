@@ -125,6 +125,7 @@ class CustomerStore(Protocol):
         effects: Sequence[OrderEffect],
         clock_time: float | None = None,
         watermarks: Mapping[str, float] | None = None,
+        epoch: int | None = None,
     ) -> AppliedBatch:
         """Apply each event once, atomically per event, in order; move the clock; read back.
 
@@ -132,6 +133,8 @@ class CustomerStore(Protocol):
         partitions' watermarks; ``clock_time`` raises every partition's watermark to it (a
         deliberate move). The clock then moves to the lowest watermark, never back. An event
         whose id was applied with another content digest is not applied (``conflicts``).
+        With ``epoch``, nothing is written unless the store's epoch is that one: it raises
+        :class:`~stream_app.exceptions.StoreLostError` (the store was wiped or rebuilt).
         """
         ...
 
@@ -201,6 +204,18 @@ class CustomerStore(Protocol):
 
     async def set_clock(self, event_time: float) -> float:
         """Set the clock to ``event_time``, back or forward; no watermark stays above it."""
+        ...
+
+    async def epoch(self) -> int | None:
+        """The store epoch (the floor of its sequence numbers), or None if it has none."""
+        ...
+
+    async def create_epoch(self, epoch: int) -> int:
+        """Write the store epoch unless there is one; return the store's epoch."""
+        ...
+
+    async def has_state(self) -> bool:
+        """Whether the store holds anything the stream wrote (clock, counters, watermarks)."""
         ...
 
     async def clock(self) -> float | None:

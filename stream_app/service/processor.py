@@ -21,7 +21,7 @@ from stream_app.core.events import ClockEvent, DeadLetter, InvalidEvent, Segment
 from stream_app.core.limits import DEFAULT_LIMITS, Limits
 from stream_app.core.scoring import Reason, SegmentModel, score
 from stream_app.core.state import CustomerState
-from stream_app.exceptions import StoreDataError, StoreUnavailableError
+from stream_app.exceptions import StoreDataError, StoreLostError, StoreUnavailableError
 from stream_app.service import dead_letters
 from stream_app.service.ports import (
     AppliedBatch,
@@ -33,7 +33,7 @@ from stream_app.service.ports import (
 )
 from stream_app.settings import Clock
 
-__all__ = ["BatchOutcome", "BatchProcessor", "DecodedBatch"]
+__all__ = ["BatchOutcome", "BatchProcessor", "DecodedBatch", "new_epoch"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -89,6 +89,18 @@ class BatchOutcome:
         }
 
 
+def new_epoch(wall_now: float) -> int:
+    """The epoch of a store created at ``wall_now``: its time in seconds, shifted 20 bits.
+
+    Sequence numbers given under it start above it, and above any earlier epoch's (up to
+    about a million changes per customer and epoch), within JSON's exact integers until 2106.
+
+    >>> new_epoch(1_764_547_200.0) > new_epoch(1_764_547_199.0) + 2**19
+    True
+    """
+    return int(wall_now) << 20
+
+
 class BatchProcessor:
     """Apply batches of order messages to the store and publish the segment changes.
 
@@ -135,6 +147,10 @@ class BatchProcessor:
         self.rule = rule
         self.limits = limits
         self.wall_clock = wall_clock
+        #: The store epoch this processor works in (None: not checked; see :meth:`open_epoch`).
+        self.epoch: int | None = None
+        #: Seconds between two looks for a rebuilt store while the store is lost.
+        self.lost_poll_s = 2.0
         self.dlq_max_payload = dlq_max_payload
         self._publish_retries = 0
         # Orders, decay and re-scoring read-then-write a customer's segment: one at a time.
@@ -237,7 +253,7 @@ class BatchProcessor:
         the events go one by one, so that only the one that causes it is refused.
         """
         try:
-            return await self._retry(self.store.apply, effects, clock_time, watermarks), 1
+            return await self._apply_in_epoch(effects, clock_time, watermarks), 1
         except StoreDataError as exc:
             log.error("the store refused a batch, applying its events one by one: %s", exc)
         result = AppliedBatch([], [], None)
@@ -258,6 +274,62 @@ class BatchProcessor:
         if clock_time is not None or watermarks:
             clock = (await self._retry(self.store.apply, [], clock_time, watermarks)).clock
         return replace(result, clock=clock), len(effects) + 1
+
+    async def _apply_in_epoch(
+        self, effects: list[OrderEffect], clock_time: float | None, watermarks: dict[str, float]
+    ) -> AppliedBatch:
+        """Apply in the store epoch this processor works in; wait out a lost store."""
+        while True:
+            try:
+                return await self._retry(
+                    self.store.apply, effects, clock_time, watermarks, self.epoch
+                )
+            except StoreLostError as exc:
+                await self._wait_for_rebuilt_store(exc)
+
+    async def open_epoch(self, consumed_before: bool) -> int:
+        """Find the store epoch to work in, writing one for a new store; return it.
+
+        ``consumed_before`` says whether the workers' consumer group has consumed orders
+        before. A store without an epoch is new (nothing consumed), from a release that kept
+        none (it holds state: it gets epoch 0, so its sequence numbers carry on), or lost
+        (orders were consumed but nothing is left): then this waits until the store is rebuilt
+        (``rfm bootstrap`` writes a new epoch), logging why.
+        """
+        epoch = await self._retry(self.store.epoch)
+        if epoch is None and await self._retry(self.store.has_state):
+            epoch = await self._retry(self.store.create_epoch, 0)
+        elif epoch is None and not consumed_before:
+            epoch = await self._retry(self.store.create_epoch, new_epoch(self.wall_clock()))
+        if epoch is None:
+            await self._wait_for_rebuilt_store(
+                StoreLostError("orders were consumed, but the store holds nothing of them")
+            )
+        else:
+            self.epoch = epoch
+        assert self.epoch is not None
+        return self.epoch
+
+    async def _wait_for_rebuilt_store(self, exc: StoreLostError) -> None:
+        """Wait until the store has a new epoch (a rebuilt store), then work in that one."""
+        lost = self.epoch
+        log.error(
+            "the state store was lost (%s): no order is taken until it is rebuilt with "
+            "`rfm bootstrap --input FILE` (or the consumer group is reset to the beginning)",
+            exc,
+        )
+        waited = 0.0
+        while True:
+            epoch = await self._retry(self.store.epoch)
+            if epoch is not None and epoch != lost:
+                log.warning("the state store was rebuilt (epoch %d): taking orders again", epoch)
+                self.epoch = epoch
+                return
+            await asyncio.sleep(self.lost_poll_s)
+            waited += self.lost_poll_s
+            if waited >= 60:
+                log.error("still waiting for the state store to be rebuilt")
+                waited = 0.0
 
     def _refused(self, batch: DecodedBatch, result: AppliedBatch) -> list[DeadLetter]:
         """Dead letters for the events the store did not apply: conflicts and refusals."""
@@ -366,7 +438,7 @@ class BatchProcessor:
         if model is None:
             return [], 0
         trips = await self._announce_pending([state for state in states if state.unannounced])
-        changes, due = score(states, model, now, reason)
+        changes, due = score(states, model, now, reason, self.epoch or 0)
         messages = [ChangeMessage.of(change) for change in changes]
         updates = [
             SegmentUpdate(

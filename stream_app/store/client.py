@@ -31,7 +31,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from stream_app.exceptions import StoreDataError, StoreUnavailableError
+from stream_app.exceptions import StoreDataError, StoreLostError, StoreUnavailableError
 from stream_app.store.packing import packed_pool
 
 __all__ = [
@@ -157,11 +157,15 @@ def redis_errors() -> Iterator[None]:
     StoreDataError
         Redis refused the call for what it carried (a script error, a key of the wrong type):
         sending it again would fail again.
+    StoreLostError
+        A script found the store epoch gone or changed (``RFMLOST``): the store was wiped.
     """
     try:
         yield
     except RedisError as exc:
         message = f"Redis call failed ({type(exc).__name__}: {exc})"
+        if isinstance(exc, ResponseError) and str(exc).startswith("RFMLOST"):
+            raise StoreLostError(str(exc).removeprefix("RFMLOST ")) from exc
         if is_transient(exc):
             raise StoreUnavailableError(message) from exc
         raise StoreDataError(message) from exc

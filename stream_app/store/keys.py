@@ -52,6 +52,15 @@ class Keys:
         return f"{self.prefix}:clock:watermarks"
 
     @property
+    def epoch(self) -> str:
+        """The store epoch: written with the first state, so that a wiped store is noticed.
+
+        Its value is the floor of the segment-change sequence numbers given under it
+        (creation time in seconds, shifted 20 bits): a store rebuilt later numbers above it.
+        """
+        return f"{self.prefix}:epoch"
+
+    @property
     def counters(self) -> str:
         """Hash of service-wide counters (events applied, duplicates, skipped lines, ...)."""
         return f"{self.prefix}:counters"

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from stream_app.core.effects import OrderEffect
 from stream_app.core.state import CustomerState, apply_effect, conflicting_digest
+from stream_app.exceptions import StoreLostError
 from stream_app.service.ports import DUE_LEASE_S, AppliedBatch, SegmentUpdate
 
 __all__ = ["MemoryStore"]
@@ -19,6 +20,7 @@ class MemoryStore:
         self._states: dict[str, CustomerState] = {}
         self._history: dict[str, list[str]] = {}
         self._clock: float | None = None
+        self._epoch: int | None = None
         self._watermarks: dict[str, float] = {}
         self._due: dict[str, float] = {}
         self._counters: dict[str, int] = {}
@@ -29,7 +31,10 @@ class MemoryStore:
         effects: Sequence[OrderEffect],
         clock_time: float | None = None,
         watermarks: Mapping[str, float] | None = None,
+        epoch: int | None = None,
     ) -> AppliedBatch:
+        if epoch is not None and epoch != self._epoch and effects:
+            raise StoreLostError(f"the store epoch is not {epoch}")
         result = AppliedBatch([], [], None)
         for index, effect in enumerate(effects):
             before = self._states.get(effect.customer_id) or CustomerState(effect.customer_id)
@@ -153,6 +158,17 @@ class MemoryStore:
     async def watermarks(self) -> dict[str, float]:
         """Each orders-topic partition's largest event time seen (epoch seconds)."""
         return dict(self._watermarks)
+
+    async def epoch(self) -> int | None:
+        return self._epoch
+
+    async def create_epoch(self, epoch: int) -> int:
+        if self._epoch is None:
+            self._epoch = epoch
+        return self._epoch
+
+    async def has_state(self) -> bool:
+        return bool(self._states or self._counters or self._clock is not None)
 
     async def clock(self) -> float | None:
         return self._clock

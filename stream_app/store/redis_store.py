@@ -158,6 +158,7 @@ class RedisStore:
         effects: Sequence[OrderEffect],
         clock_time: float | None = None,
         watermarks: Mapping[str, float] | None = None,
+        epoch: int | None = None,
     ) -> AppliedBatch:
         keys = self.keys
 
@@ -179,7 +180,12 @@ class RedisStore:
             self._apply,
             effects,
             keys_of,
-            lambda chunk: [json.dumps(list(map(_apply_row, chunk))), *_FIELDS],
+            lambda chunk: [
+                "" if epoch is None else str(epoch),
+                json.dumps(list(map(_apply_row, chunk))),
+                *_FIELDS,
+            ],
+            leading_keys=(keys.epoch,),
         )
         moves_clock = clock_time is not None or bool(watermarks)
         if moves_clock:
@@ -375,6 +381,21 @@ class RedisStore:
         raw: dict[str, str] = await call(self.client.hgetall(self.keys.watermarks))
         return {partition: float(value) for partition, value in raw.items()}
 
+    async def epoch(self) -> int | None:
+        value = await call(self.client.get(self.keys.epoch))
+        return int(value) if value is not None else None
+
+    async def create_epoch(self, epoch: int) -> int:
+        await call(self.client.set(self.keys.epoch, epoch, nx=True))
+        current = await self.epoch()
+        assert current is not None
+        return current
+
+    async def has_state(self) -> bool:
+        keys = self.keys
+        found: int = await call(self.client.exists(keys.clock, keys.counters, keys.watermarks))
+        return found > 0
+
     async def clock(self) -> float | None:
         value = await call(self.client.get(self.keys.clock))
         return float(value) if value is not None else None
@@ -402,16 +423,18 @@ class RedisStore:
         items: Sequence[T],
         keys_of: Callable[[T], Sequence[str]],
         args_of: Callable[[Sequence[T]], Sequence[Any]] = lambda chunk: (),
+        leading_keys: Sequence[str] = (),
     ) -> list[Sequence[T]]:
         """Queue ``script`` once per chunk of ``items``; return the chunks.
 
-        ``keys_of`` gives each item's keys, ``args_of`` a chunk's arguments. The round trip's
-        replies then begin with the script's replies, one per chunk.
+        ``keys_of`` gives each item's keys (after ``leading_keys``), ``args_of`` a chunk's
+        arguments. The round trip's replies then begin with the script's replies, one per chunk.
         """
         size = self.chunk_size
         chunks = [items[first : first + size] for first in range(0, len(items), size)]
         for chunk in chunks:
-            trip.script(script, [key for item in chunk for key in keys_of(item)], args_of(chunk))
+            keys = [*leading_keys, *(key for item in chunk for key in keys_of(item))]
+            trip.script(script, keys, args_of(chunk))
         return chunks
 
     def _queue_counters(self, trip: RoundTrip, counts: Mapping[str, int]) -> None:

@@ -1,10 +1,12 @@
 -- Apply order events to customers' states, each event once and atomically.
--- For each event e (1-based), KEYS[4e-3..4e]: its customer's state hash, applied-event-id
--- set, per-stock-code items hash and event-id -> content digest hash (one hash tag).
--- ARGV[1]: a JSON array with, per event, [event_id, is_return (0/1), occurred_at (epoch s,
+-- KEYS[1]: the store epoch. For each event e (1-based), KEYS[4e-2..4e+1]: its customer's state
+-- hash, applied-event-id set, per-stock-code items hash and event-id -> content digest hash
+-- (one hash tag). ARGV[1]: the epoch the caller works in ('' for no check): when the store's
+-- differs (a wiped or rebuilt store) nothing is written and the call fails with RFMLOST.
+-- ARGV[2]: a JSON array with, per event, [event_id, is_return (0/1), occurred_at (epoch s,
 -- text), country, total value (text), stock codes, units per stock code, for returns their
 -- values (else an empty array), content digest ("" for none)].
--- ARGV[2..]: the state fields to read back.
+-- ARGV[3..]: the state fields to read back.
 -- Events are applied in order; the whole call is atomic. Each event's values are checked
 -- before its first write: Redis keeps a script's writes made before an error, so an error
 -- half-way would leave an order half-applied.
@@ -137,16 +139,19 @@ local function apply(state, orders, items, digests, event_id, is_return, occurre
   return 1
 end
 
-local events = cjson.decode(ARGV[1])
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('RFMLOST the store epoch is not ' .. ARGV[1])
+end
+local events = cjson.decode(ARGV[2])
 local results = {}
 for e = 1, #events do
-  local k, event = 4 * e - 3, events[e]
+  local k, event = 4 * e - 2, events[e]
   results[e] = apply(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], event[1], event[2] == 1,
     event[3], event[4], event[5], event[6], event[7], event[8], event[9] or '')
 end
-local fields, states, seen = {unpack(ARGV, 2)}, {}, {}
+local fields, states, seen = {unpack(ARGV, 3)}, {}, {}
 for e = 1, #events do
-  local state = KEYS[4 * e - 3]
+  local state = KEYS[4 * e - 2]
   if not seen[state] then
     seen[state] = true
     states[#states + 1] = redis.call('HMGET', state, unpack(fields))
