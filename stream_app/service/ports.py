@@ -110,6 +110,9 @@ class AppliedBatch:
     clock: float | None
     conflicts: dict[int, str] = field(default_factory=dict)
     rejected: dict[int, str] = field(default_factory=dict)
+    #: ``topic:partition`` -> the next offset the store holds for it (None: none yet), for
+    #: the partitions asked.
+    stored_offsets: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def duplicates(self) -> int:
@@ -126,6 +129,7 @@ class CustomerStore(Protocol):
         clock_time: float | None = None,
         watermarks: Mapping[str, float] | None = None,
         epoch: int | None = None,
+        offsets: Sequence[str] = (),
     ) -> AppliedBatch:
         """Apply each event once, atomically per event, in order; move the clock; read back.
 
@@ -135,6 +139,7 @@ class CustomerStore(Protocol):
         whose id was applied with another content digest is not applied (``conflicts``).
         With ``epoch``, nothing is written unless the store's epoch is that one: it raises
         :class:`~stream_app.exceptions.StoreLostError` (the store was wiped or rebuilt).
+        The next offsets the store holds for the ``offsets`` partitions are read back.
         """
         ...
 
@@ -152,10 +157,17 @@ class CustomerStore(Protocol):
         ...
 
     async def mark_announced(
-        self, customer_ids: Sequence[str], counts: Mapping[str, int] | None = None
+        self,
+        customer_ids: Sequence[str],
+        counts: Mapping[str, int] | None = None,
+        offsets: Mapping[str, int] | None = None,
     ) -> None:
-        """Clear the unannounced mark (the customers' last changes are published) and add
-        ``counts`` to the service-wide counters."""
+        """Clear the unannounced mark (the customers' last changes are published), add
+        ``counts`` to the service-wide counters and store the partitions' next ``offsets``."""
+        ...
+
+    async def offsets(self) -> dict[str, int]:
+        """The next offset stored per ``topic:partition``."""
         ...
 
     async def last_changes(self, customer_ids: Sequence[str]) -> list[str | None]:

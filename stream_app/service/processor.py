@@ -53,6 +53,8 @@ class DecodedBatch:
     clock_times: list[float] = field(default_factory=list)
     watermarks: dict[str, float] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: ``topic:partition`` -> the offset after the batch's last message there.
+    next_offsets: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,6 +73,8 @@ class BatchOutcome:
     round_trips: int = 0
     #: Publishes retried (by this batch or since the last batch) after the broker failed.
     publish_retries: int = 0
+    #: Orders read again from Kafka because the store had lost their writes.
+    caught_up: int = 0
 
     def counts(self) -> dict[str, int]:
         """The service-wide counters this batch adds to."""
@@ -85,6 +89,7 @@ class BatchOutcome:
             "batches": 1,
             "batch_round_trips": self.round_trips,
             **({"publish_retries": self.publish_retries} if self.publish_retries else {}),
+            **({"caught_up": self.caught_up} if self.caught_up else {}),
             **self.skipped_lines,
         }
 
@@ -151,6 +156,13 @@ class BatchProcessor:
         self.epoch: int | None = None
         #: Seconds between two looks for a rebuilt store while the store is lost.
         self.lost_poll_s = 2.0
+        #: Reads a partition's messages again, ``(topic:partition, first, end)``: how orders
+        #: whose writes the store lost come back (None: they cannot).
+        self.read_again: Callable[[str, int, int], Awaitable[list[RawMessage]]] | None = None
+        #: Events per batch when orders are read again.
+        self.catch_up_batch = 500
+        # The next offset this processor stored per partition, to notice a store that lost it.
+        self._written: dict[str, int] = {}
         self.dlq_max_payload = dlq_max_payload
         self._publish_retries = 0
         # Orders, decay and re-scoring read-then-write a customer's segment: one at a time.
@@ -171,7 +183,11 @@ class BatchProcessor:
         wall_now = self.wall_clock()
         limits, rule = self.limits, self.rule
         watermarks = batch.watermarks
+        next_offsets = batch.next_offsets
         for message in messages:
+            source = f"{message.topic}:{message.partition}"
+            if message.offset >= next_offsets.get(source, 0):
+                next_offsets[source] = message.offset + 1
             try:
                 event = parse_event(message.value)
                 if isinstance(event, ClockEvent):
@@ -204,9 +220,17 @@ class BatchProcessor:
         Bad events go to the dead-letter topic. Infrastructure errors are retried here rather
         than raised: the batch is acknowledged once this returns. In steady state a batch is
         three round trips to the store: apply (which moves the clock and reads the touched
-        customers back), record the changes with the due times, and, once the changes are
-        published, clear their unannounced marks with the counters.
+        customers back, with the next offsets the store holds), record the changes with the
+        due times, and, once the changes are published, clear their unannounced marks with the
+        counters and store the batch's next offsets. A store found behind the offsets this
+        processor stored (Redis restarted without its last writes) first gets the orders in
+        between again, read from Kafka (:attr:`read_again`).
         """
+        async with self._scoring:
+            return await self._process(batch)
+
+    async def _process(self, batch: DecodedBatch) -> BatchOutcome:
+        """:meth:`process`, with the scoring lock held."""
         effects, letters = batch.effects, list(batch.dead_letters)
         outcome = BatchOutcome(events=batch.events, clock_events=len(batch.clock_times))
         for effect in effects:
@@ -220,32 +244,96 @@ class BatchProcessor:
         clock_time = max(batch.clock_times) if batch.clock_times and event_time else None
         watermarks = batch.watermarks if event_time else {}
         announced: list[str] = []
-        # Apply under the lock too: a decay step may move a customer at any other time, and
+        # Applied under the lock too: a decay step may move a customer at any other time, and
         # scoring must see the state this batch left.
-        async with self._scoring:
-            if effects or clock_time is not None or watermarks:
-                result, trips = await self._apply(effects, clock_time, watermarks)
+        if effects or clock_time is not None or watermarks:
+            result, trips = await self._apply(
+                effects, clock_time, watermarks, list(batch.next_offsets)
+            )
+            outcome.round_trips += trips
+            outcome.applied = sum(result.applied)
+            outcome.duplicates = result.duplicates
+            outcome.conflicts = len(result.conflicts)
+            letters.extend(self._refused(batch, result))
+            behind = self._behind(result.stored_offsets)
+            if behind:
+                outcome.caught_up = await self._catch_up(behind)
+                # The events read again changed some of these customers: score them as now.
+                loaded = await self._retry(self.store.load, [s.customer_id for s in result.states])
+                result = replace(result, states=[state for state in loaded if state is not None])
+            if effects:
+                now = self.wall_clock() if result.clock is None else result.clock
+                announced, trips = await self._rescore(result.states, now, "order")
+                outcome.changes = len(announced)
                 outcome.round_trips += trips
-                outcome.applied = sum(result.applied)
-                outcome.duplicates = result.duplicates
-                outcome.conflicts = len(result.conflicts)
-                letters.extend(self._refused(batch, result))
-                if effects:
-                    now = self.wall_clock() if result.clock is None else result.clock
-                    announced, trips = await self._rescore(result.states, now, "order")
-                    outcome.changes = len(announced)
-                    outcome.round_trips += trips
-            if letters:
-                await self.publisher.publish_dead_letters(letters)
-                log.warning("sent %d event(s) to the dead-letter topic", len(letters))
-            outcome.dead_letters = len(letters)
-            outcome.round_trips += 1  # the call below
-            outcome.publish_retries, self._publish_retries = self._publish_retries, 0
-            await self._retry(self.store.mark_announced, announced, outcome.counts())
+        if letters:
+            await self.publisher.publish_dead_letters(letters)
+            log.warning("sent %d event(s) to the dead-letter topic", len(letters))
+        outcome.dead_letters = len(letters)
+        outcome.round_trips += 1  # the call below
+        outcome.publish_retries, self._publish_retries = self._publish_retries, 0
+        await self._retry(
+            self.store.mark_announced, announced, outcome.counts(), batch.next_offsets
+        )
+        self._written.update(batch.next_offsets)
         return outcome
 
+    def _behind(self, stored: dict[str, int | None]) -> dict[str, tuple[int, int]]:
+        """Partitions whose stored next offset is below what this processor stored there.
+
+        Redis lost those writes (restarted from files missing their end): the orders between
+        the two offsets are read again from Kafka. ``{partition: (stored, written)}``.
+        """
+        behind = {}
+        for name, offset in stored.items():
+            written = self._written.get(name)
+            if written is not None and (offset is None or offset < written):
+                behind[name] = (offset or 0, written)
+        return behind
+
+    async def catch_up(self, behind: dict[str, tuple[int, int]]) -> int:
+        """Read again and apply the orders of these offset ranges; return how many were read.
+
+        ``behind`` maps ``topic:partition`` to ``(first offset, offset after the last)``. Used
+        at start-up for partitions whose committed offset is ahead of the one the store holds.
+        """
+        async with self._scoring:
+            return await self._catch_up(behind)
+
+    async def _catch_up(self, behind: dict[str, tuple[int, int]]) -> int:
+        if self.read_again is None:
+            log.error("the store lost the writes of %s and nothing can read them again", behind)
+            return 0
+        read = 0
+        for name, (first, end) in behind.items():
+            log.warning(
+                "the store lost the writes of %s offsets %d..%d: reading them again",
+                name,
+                first,
+                end - 1,
+            )
+            # Below what is read again now: the batches read back do not count as behind.
+            self._written[name] = first
+            messages = await self.read_again(name, first, end)
+            read += len(messages)
+            for start in range(0, len(messages), self.catch_up_batch):
+                await self._process(self.decode(messages[start : start + self.catch_up_batch]))
+            if len(messages) < end - first:
+                log.error(
+                    "only %d of the %d orders of %s could be read again (the topic no longer "
+                    "holds them)",
+                    len(messages),
+                    end - first,
+                    name,
+                )
+        return read
+
     async def _apply(
-        self, effects: list[OrderEffect], clock_time: float | None, watermarks: dict[str, float]
+        self,
+        effects: list[OrderEffect],
+        clock_time: float | None,
+        watermarks: dict[str, float],
+        offsets: Sequence[str] = (),
     ) -> tuple[AppliedBatch, int]:
         """Apply a batch in one call; return what it did and the store calls made.
 
@@ -253,7 +341,7 @@ class BatchProcessor:
         the events go one by one, so that only the one that causes it is refused.
         """
         try:
-            return await self._apply_in_epoch(effects, clock_time, watermarks), 1
+            return await self._apply_in_epoch(effects, clock_time, watermarks, offsets), 1
         except StoreDataError as exc:
             log.error("the store refused a batch, applying its events one by one: %s", exc)
         result = AppliedBatch([], [], None)
@@ -276,13 +364,17 @@ class BatchProcessor:
         return replace(result, clock=clock), len(effects) + 1
 
     async def _apply_in_epoch(
-        self, effects: list[OrderEffect], clock_time: float | None, watermarks: dict[str, float]
+        self,
+        effects: list[OrderEffect],
+        clock_time: float | None,
+        watermarks: dict[str, float],
+        offsets: Sequence[str],
     ) -> AppliedBatch:
         """Apply in the store epoch this processor works in; wait out a lost store."""
         while True:
             try:
                 return await self._retry(
-                    self.store.apply, effects, clock_time, watermarks, self.epoch
+                    self.store.apply, effects, clock_time, watermarks, self.epoch, offsets
                 )
             except StoreLostError as exc:
                 await self._wait_for_rebuilt_store(exc)

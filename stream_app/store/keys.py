@@ -52,6 +52,12 @@ class Keys:
         return f"{self.prefix}:clock:watermarks"
 
     @property
+    def offsets(self) -> str:
+        """Hash: ``topic:partition`` -> the next offset to read, written with the state the
+        offsets before it produced (so that writes Redis lost are read again from Kafka)."""
+        return f"{self.prefix}:offsets"
+
+    @property
     def epoch(self) -> str:
         """The store epoch: written with the first state, so that a wiped store is noticed.
 

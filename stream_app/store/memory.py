@@ -21,6 +21,7 @@ class MemoryStore:
         self._history: dict[str, list[str]] = {}
         self._clock: float | None = None
         self._epoch: int | None = None
+        self._offsets: dict[str, int] = {}
         self._watermarks: dict[str, float] = {}
         self._due: dict[str, float] = {}
         self._counters: dict[str, int] = {}
@@ -32,10 +33,12 @@ class MemoryStore:
         clock_time: float | None = None,
         watermarks: Mapping[str, float] | None = None,
         epoch: int | None = None,
+        offsets: Sequence[str] = (),
     ) -> AppliedBatch:
         if epoch is not None and epoch != self._epoch and effects:
             raise StoreLostError(f"the store epoch is not {epoch}")
         result = AppliedBatch([], [], None)
+        result.stored_offsets.update((name, self._offsets.get(name)) for name in offsets)
         for index, effect in enumerate(effects):
             before = self._states.get(effect.customer_id) or CustomerState(effect.customer_id)
             conflict = conflicting_digest(before, effect)
@@ -61,8 +64,12 @@ class MemoryStore:
         return replace(result, clock=self._clock)
 
     async def mark_announced(
-        self, customer_ids: Sequence[str], counts: Mapping[str, int] | None = None
+        self,
+        customer_ids: Sequence[str],
+        counts: Mapping[str, int] | None = None,
+        offsets: Mapping[str, int] | None = None,
     ) -> None:
+        self._offsets.update(offsets or {})
         for customer in customer_ids:
             state = self._states.get(customer)
             if state is not None:
@@ -158,6 +165,9 @@ class MemoryStore:
     async def watermarks(self) -> dict[str, float]:
         """Each orders-topic partition's largest event time seen (epoch seconds)."""
         return dict(self._watermarks)
+
+    async def offsets(self) -> dict[str, int]:
+        return dict(self._offsets)
 
     async def epoch(self) -> int | None:
         return self._epoch

@@ -159,6 +159,7 @@ class RedisStore:
         clock_time: float | None = None,
         watermarks: Mapping[str, float] | None = None,
         epoch: int | None = None,
+        offsets: Sequence[str] = (),
     ) -> AppliedBatch:
         keys = self.keys
 
@@ -187,6 +188,8 @@ class RedisStore:
             ],
             leading_keys=(keys.epoch,),
         )
+        if offsets:
+            trip.command("HMGET", keys.offsets, *offsets)
         moves_clock = clock_time is not None or bool(watermarks)
         if moves_clock:
             marks = [
@@ -212,6 +215,12 @@ class RedisStore:
                 # A later chunk read the customer after more of their events: it wins.
                 states[customer] = _from_row(customer, row) if any(row) else None
         result.states.extend(state for state in states.values() if state is not None)
+        if offsets:
+            stored = replies[len(chunks)]
+            result.stored_offsets.update(
+                (name, None if value is None else int(value))
+                for name, value in zip(offsets, stored, strict=True)
+            )
         if moves_clock and replies[-1] is not None:
             result = replace(result, clock=float(replies[-1]))
         return result
@@ -244,12 +253,25 @@ class RedisStore:
         return [reply == 1 for chunk in replies[: len(chunks)] for reply in chunk]
 
     async def mark_announced(
-        self, customer_ids: Sequence[str], counts: Mapping[str, int] | None = None
+        self,
+        customer_ids: Sequence[str],
+        counts: Mapping[str, int] | None = None,
+        offsets: Mapping[str, int] | None = None,
     ) -> None:
         trip = RoundTrip(self.client)
         self._queue_chunks(trip, self._mark_announced, customer_ids, self._state_key)
         self._queue_counters(trip, counts or {})
+        if offsets:
+            # Last in the round trip: Redis keeps its writes in order (AOF), so a stored
+            # offset means everything before it in this and earlier round trips was kept too.
+            trip.command(
+                "HSET", self.keys.offsets, *(part for pair in offsets.items() for part in pair)
+            )
         await trip.execute()
+
+    async def offsets(self) -> dict[str, int]:
+        raw: dict[str, str] = await call(self.client.hgetall(self.keys.offsets))
+        return {name: int(value) for name, value in raw.items()}
 
     async def last_changes(self, customer_ids: Sequence[str]) -> list[str | None]:
         trip = RoundTrip(self.client)

@@ -103,3 +103,58 @@ async def test_the_script_writes_nothing_in_another_epoch(private_redis_url: str
         assert await store.get("c1") is None
         result = await store.apply([purchase_effect("1", 1.0e9, ("10A", 1, 2.0))], epoch=7)
         assert result.applied == [True]
+
+
+# ------------------------------------------------------------------ offsets kept with the state
+
+
+async def test_offsets_are_stored_with_the_state(store: CustomerStore) -> None:
+    work = processor(store)
+    await work.handle(messages(order("1", "c1", 1), order("2", "c2", 2), partition=1))
+    await work.handle(messages(order("3", "c1", 3), first_offset=7, partition=0))
+    assert await store.offsets() == {"orders:1": 2, "orders:0": 8}
+
+
+async def test_writes_the_store_lost_are_read_again(store: CustomerStore) -> None:
+    sent = [order(str(n), f"c{n % 3}", 1 + n) for n in range(12)]
+    batches = [messages(*sent[n : n + 4], first_offset=n, partition=2) for n in (0, 4, 8)]
+    work = processor(store)
+    await work.handle(batches[0])
+    # Redis restarts without the writes of the second batch (its AOF lost its last second).
+    snapshot = {c: await store.get(c) for c in ("c0", "c1", "c2")}
+    await work.handle(batches[1])
+    if isinstance(store, RedisStore):
+        for state in snapshot.values():
+            assert state is not None
+            await store.put([state])
+        await store.client.hset(store.keys.offsets, "orders:2", 4)
+    else:
+        assert isinstance(store, MemoryStore)
+        await store.put([state for state in snapshot.values() if state is not None])
+        store._offsets["orders:2"] = 4
+
+    asked: list[tuple[str, int, int]] = []
+
+    async def read_again(name: str, first: int, end: int) -> list:  # type: ignore[type-arg]
+        asked.append((name, first, end))
+        return [m for batch in batches for m in batch if first <= m.offset < end]
+
+    work.read_again = read_again
+    outcome = await work.handle(batches[2])
+    assert asked == [("orders:2", 4, 8)]
+    assert outcome.caught_up == 4
+
+    alone = processor(await fresh_of(store))
+    for batch in batches:
+        await alone.handle(batch)
+    for customer in ("c0", "c1", "c2"):
+        mine, theirs = await store.get(customer), await alone.store.get(customer)
+        assert mine is not None and theirs is not None
+        assert (mine.orders, mine.frequency) == (theirs.orders, theirs.frequency)
+    assert await store.offsets() == {"orders:2": 12}
+
+
+async def fresh_of(store: CustomerStore) -> CustomerStore:
+    if isinstance(store, RedisStore):
+        return RedisStore(store.client, type(store.keys)(store.keys.prefix + "-alone"))
+    return MemoryStore()
