@@ -63,6 +63,18 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How often a worker looks for a new current model version"
     )
     retrain_check_s: float = Field(5.0, gt=0, description="How often a worker looks")
+    retrain_lock_s: float = Field(
+        60.0, gt=0, description="Expiry of the retrain lock, renewed while a worker retrains"
+    )
+    rescore_lease_s: float = Field(
+        60.0,
+        gt=0,
+        description="How long a re-score after a model switch may go without progress before "
+        "another worker takes it over",
+    )
+    rescore_batch_size: int = Field(
+        2000, ge=1, description="Keys looked at per step of the re-score after a model switch"
+    )
     gate_min_silhouette: float = Field(0.15, description="Refuse a model below this silhouette")
     gate_min_segment_share: float = Field(
         0.01, ge=0, le=1, description="Refuse a model with a smaller segment"

@@ -32,6 +32,14 @@ def _exports(info: StackInfo) -> str:
     return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in info.env().items())
 
 
+def _persistence(info: StackInfo) -> str:
+    if info.aof is None:
+        return "persistence not recorded (a stack started by an older release)"
+    if info.aof:
+        return f"append-only file in {info.directory} (fsync every second): kept across restarts"
+    return "no persistence (--no-aof): the data goes when Redis stops"
+
+
 def _note(message: str) -> None:
     click.echo(message, err=True)
 
@@ -45,12 +53,20 @@ def stack() -> None:
 @_DIR_OPTION
 @click.option("--kafka-port", type=click.IntRange(0, 65535), default=0, help="0: a free port.")
 @click.option("--redis-port", type=click.IntRange(0, 65535), default=0, help="0: a free port.")
-@click.option("--aof/--no-aof", default=False, help="Redis append-only file in --dir.")
+@click.option(
+    "--aof/--no-aof",
+    default=True,
+    show_default=True,
+    help="Keep Redis's data in an append-only file in --dir (fsync every second), so a "
+    "restarted stack finds it again; --no-aof for a throwaway run.",
+)
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to answer.")
 def up(directory: Path, kafka_port: int, redis_port: int, aof: bool, timeout: float) -> None:
     """Start the broker and Redis; print `export` lines for `eval "$(rfm stack up)"`.
 
-    Running it again while the stack runs prints the same lines and starts nothing.
+    Redis keeps its data in an append-only file in --dir unless --no-aof: stopping the
+    stack and starting it again in the same --dir finds the state again (the broker keeps
+    nothing). Running it again while the stack runs prints the same lines and starts nothing.
     """
     try:
         current = local_stack.status(directory)
@@ -74,6 +90,7 @@ def up(directory: Path, kafka_port: int, redis_port: int, aof: bool, timeout: fl
         raise click.ClickException(str(exc)) from exc
     _note(f"broker  pid {info.kafka.pid:<7} {info.kafka_bootstrap:<28} log {info.kafka.log}")
     _note(f"redis   pid {info.redis.pid:<7} {info.redis_url:<28} log {info.redis.log}")
+    _note(f"redis   {_persistence(info)}")
     _note(f"stop with: rfm stack down --dir {shlex.quote(str(directory))}")
     click.echo(_exports(info))
 
@@ -124,5 +141,6 @@ def status(directory: Path, as_json: bool) -> None:
             if proc.running:
                 state = "up" if proc.answering else "running"  # running: not answering yet
             click.echo(f"{proc.info.name:<6} {state:<8} pid {proc.info.pid:<7} {address}")
+        click.echo(f"redis  {_persistence(current.info)}")
     if not current.up:
         raise SystemExit(1)

@@ -45,11 +45,15 @@ class StackInfo:
         The Tansu broker.
     redis
         The Redis server.
+    aof
+        Whether Redis keeps an append-only file in ``directory`` (None: not recorded, a
+        ``stack.json`` written by an older release).
     """
 
     directory: Path
     kafka: ProcessInfo
     redis: ProcessInfo
+    aof: bool | None = None
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -84,6 +88,7 @@ class StackInfo:
             "directory": str(self.directory),
             "kafka_bootstrap": self.kafka_bootstrap,
             "redis_url": self.redis_url,
+            "redis_aof": self.aof,
             "processes": {"kafka": self.kafka.to_json(), "redis": self.redis.to_json()},
         }
 
@@ -106,6 +111,7 @@ class StackInfo:
                 directory=Path(directory),
                 kafka=ProcessInfo.from_json(processes["kafka"]),
                 redis=ProcessInfo.from_json(processes["redis"]),
+                aof=None if data.get("redis_aof") is None else bool(data["redis_aof"]),
             )
         except FileNotFoundError as exc:
             raise StackNotFoundError(f"no stack in {directory}: {path} does not exist") from exc

@@ -82,7 +82,7 @@ def start(
     *,
     kafka_port: int = 0,
     redis_port: int = 0,
-    aof: bool = False,
+    aof: bool = True,
     timeout: float = 30.0,
     die_with_parent: bool = False,
 ) -> StackInfo:
@@ -95,7 +95,9 @@ def start(
     kafka_port, redis_port
         Ports on 127.0.0.1; 0 picks a free one.
     aof
-        Turn on Redis's append-only file (``appendfsync everysec``) in ``directory``.
+        Turn on Redis's append-only file (``appendfsync everysec``) in ``directory``, so that
+        a Redis started again in the same directory finds its data (``rfm stack up``'s
+        default); False for a throwaway run.
     timeout
         Seconds each server has to answer.
     die_with_parent
@@ -141,7 +143,7 @@ def start(
     except BaseException:
         terminate(started, timeout=5)
         raise
-    info = StackInfo(directory=directory, kafka=started[0], redis=started[1])
+    info = StackInfo(directory=directory, kafka=started[0], redis=started[1], aof=aof)
     info.save()
     return info
 
@@ -200,7 +202,7 @@ class LocalStack:
         Where to put logs and ``stack.json``; a new temporary directory when ``None`` (removed
         at exit unless ``keep_dir``).
     aof
-        Turn on Redis's append-only file.
+        Turn on Redis's append-only file (off: a block's stack is a throwaway one).
     timeout
         Seconds each server has to answer at start and to stop after SIGTERM.
     die_with_parent

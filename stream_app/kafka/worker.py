@@ -33,6 +33,7 @@ from stream_app.service.inflight import InOrder
 from stream_app.service.model_source import ModelSource
 from stream_app.service.ports import RawMessage
 from stream_app.service.processor import BatchProcessor, DecodedBatch
+from stream_app.service.rescoring import ModelRescore
 from stream_app.service.retraining import Retrainer
 from stream_app.settings import Settings
 from stream_app.store.client import redis_client
@@ -121,8 +122,15 @@ def create_app(settings: Settings) -> faust.App:
             min_segment_share=settings.gate_min_segment_share,
             max_changed_share=settings.gate_max_changed_share,
         ),
+        lock_ttl_s=settings.retrain_lock_s,
         worker_id=worker_id,
         non_product_pattern=settings.non_product_pattern,
+    )
+    rescore = ModelRescore(
+        processor,
+        coordination,
+        lease_s=settings.rescore_lease_s,
+        batch_size=settings.rescore_batch_size,
     )
 
     # Orders wait for the start-up below: the model loads in a thread now, and an order scored
@@ -146,18 +154,14 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(interval=settings.model_refresh_s)
     async def refresh_model() -> None:
-        switched = await models.refresh()
+        await models.refresh()
         serving = models.current()
         # Say which version this worker serves, for operators.
         await coordination.heartbeat(worker_id, serving.version if serving else None)
-        if not switched:
-            return
-        model = models.current()
-        assert model is not None
-        # Every worker switches; one of them (whoever claims the version) re-scores everyone.
-        if await coordination.claim_rescore(model.version, settings.app_id):
-            changed = await processor.rescore_all("retrain")
-            log.info("re-scored every customer with model %s: %d moved", model.version, changed)
+        if serving is not None:
+            # Every worker switches; one at a time re-scores everyone with the version, and
+            # another goes on from where it stopped if it dies (its lease lapses).
+            await rescore.resume(serving.version)
 
     @app.timer(interval=settings.retrain_check_s)
     async def retrain() -> None:

@@ -5,7 +5,8 @@ Only Protocols and the plain data they exchange live here. The Redis store
 implement :class:`CustomerStore`; the faust publisher (:mod:`stream_app.kafka.publisher`)
 implements :class:`Publisher`; the model registry (:mod:`stream_app.store.registry`)
 implements :class:`ModelVersions`, and :mod:`stream_app.store.coordination` implements
-:class:`RetrainCoordination`. One contract test suite runs against both stores.
+:class:`RetrainCoordination` and :class:`RescoreJobs`. One contract test suite runs against
+both stores.
 
 Every store method is one round trip to the store, so the processor's cost in round trips is
 the number of store calls it makes: three per batch of orders in steady state (apply, record,
@@ -33,6 +34,8 @@ __all__ = [
     "ModelVersions",
     "Publisher",
     "RawMessage",
+    "RescoreJobs",
+    "RescoreProgress",
     "RetrainCoordination",
     "SegmentUpdate",
 ]
@@ -206,6 +209,18 @@ class CustomerStore(Protocol):
         """Every customer's state, in batches, without items and event ids."""
         ...
 
+    def scan_from(
+        self, cursor: str = "0", batch_size: int = 1000
+    ) -> AsyncIterator[tuple[str, list[CustomerState]]]:
+        """Every customer's state from ``cursor`` on, in pages, each with the cursor after it.
+
+        ``"0"`` starts at the beginning; a page's cursor, given to another call (by another
+        process too), goes on after that page; the last page's cursor is ``"0"``. There is at
+        least one page, and a page may be empty. A customer stored for the whole scan is in
+        at least one page (perhaps in two); one stored meanwhile may or may not be.
+        """
+        ...
+
     async def put(self, states: Sequence[CustomerState]) -> None:
         """Write whole states (items and applied event ids included), replacing what is there."""
         ...
@@ -290,16 +305,25 @@ class RetrainCoordination(Protocol):
         """Take the retrain lock for ``ttl_s`` seconds; False if another holds it."""
         ...
 
+    async def renew_retrain_lock(self, token: str, ttl_s: float) -> bool:
+        """Make the lock expire ``ttl_s`` seconds from now; False if ``token`` lost it."""
+        ...
+
     async def release_retrain_lock(self, token: str) -> bool:
         """Release the lock if ``token`` still holds it."""
         ...
 
-    async def request_retrain(self) -> None:
-        """Ask the workers to retrain at their next opportunity."""
+    async def request_retrain(self) -> str:
+        """Ask the workers to retrain at their next opportunity; return the request."""
         ...
 
-    async def take_retrain_request(self) -> bool:
-        """Consume a pending request; True if there was one (only one caller gets it)."""
+    async def retrain_request(self) -> str | None:
+        """The pending request, or None (reading it leaves it pending)."""
+        ...
+
+    async def clear_retrain_request(self, request: str) -> bool:
+        """Delete the pending request if it is still ``request`` (once its attempt is
+        recorded)."""
         ...
 
     async def record_attempt(self, outcome: Mapping[str, Any]) -> None:
@@ -308,4 +332,74 @@ class RetrainCoordination(Protocol):
 
     async def last_attempt(self) -> dict[str, Any]:
         """The last recorded attempt; empty if none."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RescoreProgress:
+    """Where re-scoring every customer with one model version stands.
+
+    Attributes
+    ----------
+    version
+        The model version.
+    cursor
+        Where the next batch starts (a cursor of :meth:`CustomerStore.scan_from`).
+    customers, changed
+        Customers re-scored so far, and how many of them changed segment (a batch re-scored
+        again after a worker died counts twice).
+    leases
+        How many times a worker took the job (more than one: a worker took it over).
+    done
+        Every customer was re-scored.
+    """
+
+    version: str
+    cursor: str = "0"
+    customers: int = 0
+    changed: int = 0
+    leases: int = 0
+    done: bool = False
+
+
+class RescoreJobs(Protocol):
+    """The re-score job of each model version: a cursor and a lease, shared by the workers.
+
+    The job is opened when the pointer moves to the version; one worker at a time holds its
+    lease, re-scores a batch, then stores the cursor reached (which renews the lease). When
+    the holder dies, its lease lapses and another worker goes on from the cursor.
+    """
+
+    async def take_rescore(
+        self, version: str, token: str, lease_s: float
+    ) -> RescoreProgress | None:
+        """Take the lease of ``version``'s unfinished job for ``lease_s`` seconds.
+
+        Returns the job, or None: no unfinished job for it, it is not the current version,
+        or another worker's lease runs.
+        """
+        ...
+
+    async def advance_rescore(
+        self,
+        version: str,
+        token: str,
+        cursor: str,
+        customers: int,
+        changed: int,
+        lease_s: float,
+    ) -> bool:
+        """Store the cursor reached (``"0"``: the job is done) and renew the lease.
+
+        ``customers`` and ``changed`` count the batch just re-scored. False: ``token`` lost
+        the lease or the version is no longer current; stop.
+        """
+        ...
+
+    async def release_rescore(self, version: str, token: str) -> None:
+        """Give the lease up (if ``token`` holds it), so another worker goes on at once."""
+        ...
+
+    async def rescore_progress(self, version: str) -> RescoreProgress | None:
+        """Where the job of ``version`` stands, or None if there is none."""
         ...

@@ -474,11 +474,22 @@ class BatchProcessor:
             rescored += len(states)
         return rescored
 
-    async def rescore_all(self, reason: Reason = "retrain", batch_size: int = 2000) -> int:
+    async def rescore_all(
+        self,
+        reason: Reason = "retrain",
+        batch_size: int = 2000,
+        *,
+        cursor: str = "0",
+        progress: Callable[[str, int, int], Awaitable[bool]] | None = None,
+    ) -> int:
         """Re-score every customer; return how many changed segment.
 
         Run after a model switch (``retrain``) and after the clock was set (``recency``).
-        Every customer gets their next due time anew, or none.
+        Every customer gets their next due time anew, or none. ``cursor`` starts from where
+        an earlier run stopped (a cursor ``progress`` was given; ``"0"``: the beginning).
+        ``progress``, if given, is awaited after each batch is re-scored and its changes
+        published, with the cursor to go on from (``"0"`` after the last batch), the customers
+        of the batch and how many changed; returning False stops the run there.
         """
         if self.model() is None:
             return 0
@@ -486,20 +497,24 @@ class BatchProcessor:
         if now is None:
             return 0
         changed = 0
-        async for batch in self.store.scan(batch_size):
+        async for after, batch in self.store.scan_from(cursor, batch_size):
             # A state changed by an order since the scan read it fails the compare-and-set
             # when recorded; that order's own scoring already used the new model.
-            async with self._scoring:
-                announced, _ = await self._rescore(
-                    [state for state in batch if state.has_rfm],
-                    now,
-                    reason,
-                    forget=[state.customer_id for state in batch],
-                )
-                await self._retry(
-                    self.store.mark_announced, announced, {"segment_changes": len(announced)}
-                )
+            announced: list[str] = []
+            if batch:
+                async with self._scoring:
+                    announced, _ = await self._rescore(
+                        [state for state in batch if state.has_rfm],
+                        now,
+                        reason,
+                        forget=[state.customer_id for state in batch],
+                    )
+                    await self._retry(
+                        self.store.mark_announced, announced, {"segment_changes": len(announced)}
+                    )
             changed += len(announced)
+            if progress is not None and not await progress(after, len(batch), len(announced)):
+                break
         return changed
 
     async def current_time(self) -> float | None:

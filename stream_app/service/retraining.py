@@ -2,27 +2,31 @@
 
 A worker retrains when asked (``rfm retrain``) or when the configured interval has passed
 since the last attempt by any worker *and* enough events were applied since. A lock in Redis
-(with an expiry, so a dead worker does not block the others) makes sure only one worker
-retrains (:class:`~stream_app.store.coordination.Coordination`). The new model is fitted
-with the same code as ``rfm train`` (:func:`model_training.model.refit.retrain`), judged by
-the quality gates and published to the registry only if it passes; every attempt is
-recorded. Fitting and publishing run in threads, so the stream keeps going meanwhile.
+makes sure only one worker retrains (:class:`~stream_app.store.coordination.Coordination`);
+its expiry is short and its holder renews it while it works, so a worker that dies blocks
+the others only until the expiry. The request is read under the lock and cleared only once
+the attempt's outcome is recorded: a worker dying midway leaves it for the next. The new
+model is fitted with the same code as ``rfm train`` (:func:`model_training.model.refit.retrain`),
+judged by the quality gates and published to the registry only if it passes; every attempt
+is recorded. Fitting and publishing run in threads, so the stream keeps going meanwhile.
 Whatever goes wrong, the model being served stays and the stream keeps running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from model_training.data.rules import NON_PRODUCT_PATTERN
 from model_training.model.artifact import LoadedModel
 from model_training.model.refit import QualityGates, retrain
+from stream_app.exceptions import StoreUnavailableError
 from stream_app.service.ports import CustomerStore, ModelVersions, RetrainCoordination
 from stream_app.service.snapshot import rfm_snapshot
 
@@ -30,9 +34,10 @@ __all__ = ["LOCK_TTL_S", "Retrainer"]
 
 log = logging.getLogger(__name__)
 
-#: Expiry of the retrain lock: far longer than a retrain takes (a minute for a million
-#: customers), short enough that a worker dying mid-retrain blocks the others only briefly.
-LOCK_TTL_S = 900.0
+#: Expiry of the retrain lock. Its holder renews it every third of this while it retrains
+#: (a minute for a million customers), so it only needs to outlast a stalled event loop; a
+#: worker dying mid-retrain blocks the others this long at most.
+LOCK_TTL_S = 60.0
 
 
 class Retrainer:
@@ -56,7 +61,7 @@ class Retrainer:
     gates
         Quality gates a new model must pass.
     lock_ttl_s
-        Expiry of the lock, longer than a retrain takes.
+        Expiry of the lock, renewed every third of it while this worker retrains.
     worker_id
         Recorded with each attempt (default: this retrainer's random token).
     non_product_pattern
@@ -94,18 +99,49 @@ class Retrainer:
     async def maybe_retrain(self) -> str | None:
         """Retrain if asked or due and if this worker gets the lock; the new version or None."""
         coordination = self.coordination
-        requested = await coordination.take_retrain_request()
-        applied = (await self.store.counters()).get("applied", 0)
-        if not requested and not await self._due(applied):
+        if await coordination.retrain_request() is None and not await self._due(
+            await self._applied()
+        ):
             return None
         if not await coordination.take_retrain_lock(self.token, self.lock_ttl_s):
-            if requested:
-                await coordination.request_retrain()  # another worker is at it: ask again later
-            return None
+            return None  # another worker is at it; a request stays for later
         try:
-            return await self._retrain(applied, requested)
+            # Looked at again under the lock: the worker that held it may have done it.
+            request = await coordination.retrain_request()
+            applied = await self._applied()
+            if request is None and not await self._due(applied):
+                return None
+            async with self._lock_renewed():
+                return await self._retrain(applied, request)
         finally:
             await coordination.release_retrain_lock(self.token)
+
+    async def _applied(self) -> int:
+        return (await self.store.counters()).get("applied", 0)
+
+    @contextlib.asynccontextmanager
+    async def _lock_renewed(self) -> AsyncIterator[None]:
+        """Renew the lock every third of its expiry for as long as the block runs."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.lock_ttl_s / 3)
+                try:
+                    held = await self.coordination.renew_retrain_lock(self.token, self.lock_ttl_s)
+                except StoreUnavailableError as exc:
+                    log.warning("cannot renew the retrain lock (trying again): %s", exc)
+                    continue
+                if not held:
+                    log.warning("the retrain lock expired: another worker may retrain too")
+                    return
+
+        renewing = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
 
     async def _due(self, applied: int) -> bool:
         if self.interval_s <= 0:
@@ -123,11 +159,11 @@ class Retrainer:
             return False
         return applied - int(last.get("applied_events", 0)) >= self.min_events
 
-    async def _retrain(self, applied: int, requested: bool) -> str | None:
+    async def _retrain(self, applied: int, request: str | None) -> str | None:
         started = time.monotonic()
         outcome: dict[str, Any] = {
             "applied_events": applied,
-            "requested": requested,
+            "requested": request is not None,
             "worker": self.worker_id,
         }
         previous = self.current()
@@ -161,11 +197,17 @@ class Retrainer:
             else:
                 log.warning("retrained model refused: %s", "; ".join(result.reasons))
             outcome["version"] = version
-            return version
+        except StoreUnavailableError:
+            # Redis failing: nothing is recorded and a request stays, for the next look.
+            log.exception("retrain stopped: the store is unavailable")
+            return None
         except Exception as exc:  # a failed retrain must never stop the stream
             log.exception("retrain failed; model %s keeps serving", previous and previous.version)
             outcome.update(accepted=False, reasons=[f"retrain failed: {exc}"], version=None)
-            return None
-        finally:
-            outcome["seconds"] = round(time.monotonic() - started, 2)
-            await self.coordination.record_attempt(outcome)
+            version = None
+        outcome["seconds"] = round(time.monotonic() - started, 2)
+        await self.coordination.record_attempt(outcome)
+        if request is not None:
+            # Only now: a worker dying before the outcome is recorded leaves the request.
+            await self.coordination.clear_retrain_request(request)
+        return version

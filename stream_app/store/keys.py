@@ -106,8 +106,12 @@ class Keys:
         """Hash: worker id -> JSON of the model version it serves and when it last said so."""
         return f"{self.prefix}:workers"
 
+    def rescore_job(self, version: str) -> str:
+        """Hash: re-scoring every customer with a model version (cursor reached, lease)."""
+        return f"{self.prefix}:model:rescore:{version}"
+
     def rescore_claim(self, version: str) -> str:
-        """Taken by the one worker that re-scores every customer for a new model version."""
+        """The claim older releases took to re-score for a version: present means done."""
         return f"{self.prefix}:model:rescored:{version}"
 
     def customer_of(self, key: str) -> str:

@@ -147,6 +147,21 @@ class MemoryStore:
         for start in range(0, len(states), batch_size):
             yield states[start : start + batch_size]
 
+    async def scan_from(
+        self, cursor: str = "0", batch_size: int = 1000
+    ) -> AsyncIterator[tuple[str, list[CustomerState]]]:
+        # The cursor is a position in insertion order: customers are added, never removed,
+        # so one stored before the scan keeps its position.
+        start = int(cursor)
+        while True:
+            states = list(self._states.values())
+            end = start + batch_size
+            after = str(end) if end < len(states) else "0"
+            yield after, [_bare(state) for state in states[start:end]]
+            if after == "0":
+                return
+            start = end
+
     async def put(self, states: Sequence[CustomerState]) -> None:
         for state in states:
             self._states[state.customer_id] = state

@@ -310,6 +310,22 @@ class RedisStore:
             if int(cursor) == 0:
                 return
 
+    async def scan_from(
+        self, cursor: str = "0", batch_size: int = 1000
+    ) -> AsyncIterator[tuple[str, list[CustomerState]]]:
+        # SCAN's cursor is all the state a scan has: another client can go on from it, and
+        # every key there for the whole scan is returned at least once.
+        pattern = self.keys.state_pattern()
+        position = int(cursor)
+        while True:
+            position, names = await call(
+                self.client.scan(position, match=pattern, count=batch_size)
+            )
+            loaded = await self.load([self.keys.customer_of(name) for name in names])
+            yield str(int(position)), [state for state in loaded if state is not None]
+            if int(position) == 0:
+                return
+
     async def put(self, states: Sequence[CustomerState]) -> None:
         """Write whole states (items and event ids included), replacing what is there."""
         trip = RoundTrip(self.client)

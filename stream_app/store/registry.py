@@ -3,7 +3,8 @@
 The versions themselves are files (:mod:`stream_app.store.model_files`); which one serves is
 a pointer in Redis (``Keys.model_current``), and the versions served before are on
 ``Keys.model_history``, newest first, for rollback. The pointer moves only by one Lua script
-(push the old current, set the new), so every worker that reads it sees one consistent story,
+(push the old current, set the new, open the new version's re-score job:
+:mod:`stream_app.store.coordination`), so every worker that reads it sees one consistent story,
 and it moves only to a version that has just loaded and passed the artifact checks
 (:func:`~model_training.model.artifact.load_model`): a broken or incompatible artifact never
 becomes current.
@@ -28,6 +29,7 @@ from model_training.model.artifact import LoadedModel
 from model_training.model.segmenter import RFMSegmenter
 from stream_app.exceptions import ModelUnavailableError
 from stream_app.store.client import redis_errors
+from stream_app.store.coordination import RESCORE_JOB_TTL_S
 from stream_app.store.keys import Keys
 from stream_app.store.model_files import ModelFiles
 
@@ -36,9 +38,24 @@ __all__ = ["HISTORY_LIMIT", "ModelRegistry"]
 #: Versions kept on the rollback list (the directories themselves are never deleted here).
 HISTORY_LIMIT = 50
 
-# KEYS: current, history. ARGV: version, history limit, "1" to set only when there is none.
-# Returns the version served before (nil if none), unchanged when it already was the version.
-_SET_CURRENT = """
+# Opens the re-score job of the version just made current (KEYS[3]; ARGV[4]: its expiry),
+# from the beginning, and drops the claim an older release took for it (KEYS[4]), so that
+# every customer is re-scored with it, also after a rollback to a version served before.
+_OPEN_RESCORE = """
+local function open_rescore(version)
+  redis.call('DEL', KEYS[3], KEYS[4])
+  redis.call('HSET', KEYS[3], 'version', version, 'cursor', '0',
+             'opened', redis.call('TIME')[1])
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+end
+"""
+
+# KEYS: current, history, the version's re-score job and old claim. ARGV: version, history
+# limit, "1" to set only when there is none, the job's expiry. Returns the version served
+# before (nil if none), unchanged when it already was the version (nothing is opened then).
+_SET_CURRENT = (
+    _OPEN_RESCORE
+    + """
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] then return current end
 if current and ARGV[3] == '1' then return current end
@@ -47,18 +64,25 @@ if current then
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
 end
 redis.call('SET', KEYS[1], ARGV[1])
+open_rescore(ARGV[1])
 return current
 """
+)
 
-# KEYS: current, history. ARGV: the version expected at the head of the history (checked
-# before the call). Pops it into current; returns 0 if the history moved meanwhile.
-_ROLLBACK = """
+# KEYS: current, history, the re-score job and old claim of the version rolled back to.
+# ARGV: the version expected at the head of the history (checked before the call), two
+# unused, the job's expiry. Pops it into current; returns 0 if the history moved meanwhile.
+_ROLLBACK = (
+    _OPEN_RESCORE
+    + """
 local head = redis.call('LINDEX', KEYS[2], 0)
 if head ~= ARGV[1] then return 0 end
 redis.call('LPOP', KEYS[2])
 redis.call('SET', KEYS[1], head)
+open_rescore(head)
 return 1
 """
+)
 
 
 class ModelRegistry:
@@ -252,7 +276,7 @@ class ModelRegistry:
         await self.load(previous)
         with redis_errors():
             moved = await self._rollback_script(
-                keys=[self.keys.model_current, self.keys.model_history], args=[previous]
+                keys=self._pointer_keys(previous), args=[previous, "", "", RESCORE_JOB_TTL_S]
             )
         if not int(moved):
             raise ModelUnavailableError(
@@ -264,7 +288,16 @@ class ModelRegistry:
     async def _set_current(self, version: str, *, only_if_none: bool = False) -> str | None:
         with redis_errors():
             before = await self._set_current_script(
-                keys=[self.keys.model_current, self.keys.model_history],
-                args=[version, self.history_limit, "1" if only_if_none else "0"],
+                keys=self._pointer_keys(version),
+                args=[version, self.history_limit, "1" if only_if_none else "0", RESCORE_JOB_TTL_S],
             )
         return None if before is None else str(before)
+
+    def _pointer_keys(self, version: str) -> list[str]:
+        keys = self.keys
+        return [
+            keys.model_current,
+            keys.model_history,
+            keys.rescore_job(version),
+            keys.rescore_claim(version),
+        ]

@@ -176,6 +176,44 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
     assert runner.invoke(cli, ["stack", "down", "--dir", directory]).exit_code == 0
 
 
+def _stack_run(runner: CliRunner, directory: str, *options: str) -> redis.Redis:
+    up = runner.invoke(cli, ["stack", "up", "--dir", directory, *options])
+    assert up.exit_code == 0, up.output
+    return redis.Redis.from_url(StackInfo.load(Path(directory)).redis_url, decode_responses=True)
+
+
+def test_cli_up_keeps_redis_data_across_restarts_unless_no_aof(tmp_path: Path) -> None:
+    runner = CliRunner()
+    directory = str(tmp_path / "kept")
+    try:
+        client = _stack_run(runner, directory)
+        client.set("rfm:clock", "1291191960")
+        client.close()
+        status = runner.invoke(cli, ["stack", "status", "--dir", directory])
+        assert "append-only file" in status.stdout
+        assert json.loads((Path(directory) / "stack.json").read_text())["redis_aof"] is True
+        assert runner.invoke(cli, ["stack", "down", "--dir", directory]).exit_code == 0
+        client = _stack_run(runner, directory)  # the same directory: the state is back
+        assert client.get("rfm:clock") == "1291191960"
+        client.close()
+    finally:
+        runner.invoke(cli, ["stack", "down", "--dir", directory])
+
+    directory = str(tmp_path / "throwaway")
+    try:
+        client = _stack_run(runner, directory, "--no-aof")
+        client.set("rfm:clock", "1291191960")
+        client.close()
+        status = runner.invoke(cli, ["stack", "status", "--dir", directory])
+        assert "no persistence" in status.stdout
+        assert runner.invoke(cli, ["stack", "down", "--dir", directory]).exit_code == 0
+        client = _stack_run(runner, directory, "--no-aof")
+        assert client.get("rfm:clock") is None
+        client.close()
+    finally:
+        runner.invoke(cli, ["stack", "down", "--dir", directory])
+
+
 class _Worker:
     """The faust worker script as a child process, stopped by the test whatever happens."""
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 import stream_app.service.retraining as retraining_module
@@ -114,7 +115,7 @@ async def test_only_the_lock_holder_retrains(
     await coordination.request_retrain()
     assert await retrainer.maybe_retrain() is None
     assert await registry.current_version() == V1
-    assert await coordination.take_retrain_request()  # asked again, for when the lock is free
+    assert await coordination.retrain_request() is not None  # kept, for when the lock is free
 
 
 async def test_a_crash_midway_keeps_the_current_model(
@@ -194,3 +195,106 @@ async def test_the_loop_keeps_running_while_a_model_fits(
         ticker.cancel()
     assert version is not None and await registry.current_version() == version
     assert ticks >= 20  # ~50 while the fit sleeps; none if it ran on the loop
+
+
+class Killed(BaseException):
+    """The worker dies here: nothing after it runs."""
+
+
+async def test_a_request_outlives_a_worker_killed_while_retraining(
+    tmp_path: Path,
+    async_client: aioredis.Redis,
+    store: MemoryStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_retrain = retraining_module.retrain
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise Killed
+
+    monkeypatch.setattr(retraining_module, "retrain", killed)
+    retrainer, registry, coordination = await make_retrainer(tmp_path, async_client, store)
+    request = await coordination.request_retrain()
+    with pytest.raises(Killed):
+        await retrainer.maybe_retrain()
+    assert await coordination.last_attempt() == {}  # nothing recorded...
+    assert await coordination.retrain_request() == request  # ...so the request stays
+
+    monkeypatch.setattr(retraining_module, "retrain", real_retrain)
+    version = await retrainer.maybe_retrain()  # the next look (here or elsewhere) retrains
+    assert version is not None and await registry.current_version() == version
+    assert (await coordination.last_attempt())["requested"] is True
+    assert await coordination.retrain_request() is None  # cleared once recorded
+
+
+async def test_a_refused_or_failed_attempt_clears_its_request(
+    tmp_path: Path,
+    async_client: aioredis.Redis,
+    store: MemoryStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    retrainer, _, coordination = await make_retrainer(
+        tmp_path, async_client, store, gates=QualityGates(min_silhouette=0.99)
+    )
+    await coordination.request_retrain()
+    assert await retrainer.maybe_retrain() is None
+    assert (await coordination.last_attempt())["accepted"] is False
+    assert await coordination.retrain_request() is None
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise ValueError("bad input")
+
+    monkeypatch.setattr(retraining_module, "retrain", crash)
+    await coordination.request_retrain()
+    assert await retrainer.maybe_retrain() is None
+    assert "bad input" in (await coordination.last_attempt())["reasons"][0]
+    assert await coordination.retrain_request() is None
+
+
+async def test_a_request_made_while_a_model_fits_is_kept_for_the_next_attempt(
+    tmp_path: Path,
+    async_client: aioredis.Redis,
+    private_redis_url: str,
+    store: MemoryStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_retrain = retraining_module.retrain
+    retrainer, _, coordination = await make_retrainer(tmp_path, async_client, store)
+    asked_again = redis.Redis.from_url(private_redis_url, decode_responses=True)
+
+    def asked_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        asked_again.set(coordination.keys.retrain_requested, "again")  # `rfm retrain` again
+        return real_retrain(*args, **kwargs)
+
+    monkeypatch.setattr(retraining_module, "retrain", asked_meanwhile)
+    await coordination.request_retrain()
+    try:
+        assert await retrainer.maybe_retrain() is not None
+    finally:
+        asked_again.close()
+    assert await coordination.retrain_request() == "again"
+
+
+async def test_the_lock_is_renewed_while_a_model_fits(
+    tmp_path: Path,
+    async_client: aioredis.Redis,
+    store: MemoryStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_retrain = retraining_module.retrain
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(1.0)  # three times the lock's expiry
+        return real_retrain(*args, **kwargs)
+
+    monkeypatch.setattr(retraining_module, "retrain", slow)
+    retrainer, registry, coordination = await make_retrainer(
+        tmp_path, async_client, store, lock_ttl_s=0.3
+    )
+    await coordination.request_retrain()
+    fitting = asyncio.create_task(retrainer.maybe_retrain())
+    await asyncio.sleep(0.8)
+    assert await async_client.get(registry.keys.retrain_lock) == retrainer.token
+    assert await coordination.take_retrain_lock("another worker", 60.0) is False
+    assert await fitting is not None
+    assert await async_client.get(registry.keys.retrain_lock) is None

@@ -93,6 +93,29 @@ async def test_promote_and_rollback(registry: ModelRegistry) -> None:
     assert await registry.current_version() == V1
 
 
+async def test_every_pointer_move_opens_a_rescore_job(
+    registry: ModelRegistry, async_client: aioredis.Redis, keys: Keys
+) -> None:
+    coordination = Coordination(async_client, keys)
+    await registry.publish(fitted_segmenter(), model_card(V1))
+    job = await coordination.rescore_progress(V1)
+    assert job is not None and job.cursor == "0" and not job.done
+    assert await coordination.take_rescore(V1, "w", 60.0) is not None
+    assert await coordination.advance_rescore(V1, "w", "0", 5, 1, 60.0) is True
+    await registry.publish(fitted_segmenter(), model_card(V1))  # already current: nothing new
+    assert (await coordination.rescore_progress(V1)).done  # type: ignore[union-attr]
+
+    await registry.publish(fitted_segmenter(1), model_card(V2))
+    assert not (await coordination.rescore_progress(V2)).done  # type: ignore[union-attr]
+    await async_client.set(keys.rescore_claim(V1), "rfm-segments")  # from an older release
+    assert await registry.rollback() == V1  # customers are on V2's segments: again from 0
+    again = await coordination.rescore_progress(V1)
+    assert again is not None and not again.done and again.customers == 0
+    assert await async_client.exists(keys.rescore_claim(V1)) == 0
+    assert await registry.promote(V2) == V1
+    assert not (await coordination.rescore_progress(V2)).done  # type: ignore[union-attr]
+
+
 async def test_promote_refuses_a_missing_or_broken_version(registry: ModelRegistry) -> None:
     await registry.publish(fitted_segmenter(), model_card(V1))
     await registry.publish(fitted_segmenter(1), model_card(V2))
@@ -279,11 +302,11 @@ def test_models_commands(tmp_path: Path, env: dict[str, str]) -> None:
         client = redis_client(env["RFM_REDIS_URL"])
         try:
             coordination = Coordination(client, Keys(env["RFM_KEY_PREFIX"]))
-            taken = await coordination.take_retrain_request()
+            request = await coordination.retrain_request()
             await coordination.record_attempt(
                 {"accepted": False, "reasons": ["too few"], "version": None}
             )
-            return taken
+            return request is not None and await coordination.clear_retrain_request(request)
         finally:
             await client.aclose()
 

@@ -163,6 +163,34 @@ async def test_scan_yields_every_customer(store: Store) -> None:
     assert sorted(seen) == sorted(f"k{n}" for n in range(25))
 
 
+async def test_a_scan_goes_on_from_its_cursor_in_another_call(store: Store) -> None:
+    await store.apply([purchase(str(n), 3, ("A", 1, 1.0), customer=f"k{n}") for n in range(40)])
+    seen: list[str] = []
+    cursor, pages = "0", 0
+    while True:
+        # One page per call, as when a worker dies after each batch and another goes on.
+        cursor, page = await anext(aiter(store.scan_from(cursor, batch_size=9)))
+        seen.extend(state.customer_id for state in page)
+        pages += 1
+        if cursor == "0":
+            break
+    assert pages > 1
+    assert set(seen) == {f"k{n}" for n in range(40)}  # a customer may come twice, none is lost
+
+
+async def test_a_scan_of_an_empty_store_ends_with_an_empty_page(store: Store) -> None:
+    pages = [page async for page in store.scan_from("0")]
+    assert pages and pages[-1][0] == "0" and all(not states for _, states in pages)
+
+
+async def test_a_full_scan_from_the_start_ends_with_cursor_zero(store: Store) -> None:
+    await store.apply([purchase(str(n), 3, ("A", 1, 1.0), customer=f"k{n}") for n in range(25)])
+    pages = [page async for page in store.scan_from("0", batch_size=7)]
+    assert pages[-1][0] == "0" and all(cursor != "0" for cursor, _ in pages[:-1])
+    seen = {state.customer_id for _, page in pages for state in page}
+    assert seen == {f"k{n}" for n in range(25)}
+
+
 async def test_clock_only_moves_forward(store: Store) -> None:
     assert await store.clock() is None
     assert await store.advance_clock(100.0) == 100.0
