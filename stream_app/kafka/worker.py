@@ -29,6 +29,7 @@ from model_training.model.refit import QualityGates
 from stream_app.exceptions import BrokerUnavailableError
 from stream_app.kafka.admin import committed_offsets
 from stream_app.kafka.publisher import FaustPublisher
+from stream_app.kafka.read_again import behind_committed, read_range
 from stream_app.service.inflight import InOrder
 from stream_app.service.model_source import ModelSource
 from stream_app.service.ports import RawMessage
@@ -108,6 +109,7 @@ def create_app(settings: Settings) -> faust.App:
         dlq_max_payload=settings.dlq_max_payload,
     )
     publisher.on_retry = processor.count_publish_retry  # counted in rfm:counters
+    processor.read_again = partial(read_range, settings)
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     retrainer = Retrainer(
         registry,
@@ -143,6 +145,9 @@ def create_app(settings: Settings) -> faust.App:
             await store.ping()
             # Before any order: a store that lost everything must not be written on.
             await processor.open_epoch(await _consumed_before(settings))
+            # Orders committed while their writes were lost (Redis restarted without its last
+            # writes while no worker ran) are read again before the stream goes on.
+            await _catch_up(settings, store, processor)
             await models.refresh()
             # Changes recorded by a worker that died before publishing them.
             pending = await processor.announce_pending()
@@ -201,6 +206,17 @@ def create_app(settings: Settings) -> faust.App:
             await in_flight.submit(batch, partial(_acknowledge, app, events))
 
     return app
+
+
+async def _catch_up(settings: Settings, store: RedisStore, processor: BatchProcessor) -> None:
+    try:
+        behind = await behind_committed(settings, await store.offsets())
+    except BrokerUnavailableError as exc:
+        log.warning("cannot compare the stored offsets with the committed ones: %s", exc)
+        return
+    if behind:
+        read = await processor.catch_up(behind)
+        log.warning("read %d order(s) again whose writes the store had lost", read)
 
 
 async def _consumed_before(settings: Settings) -> bool:
