@@ -19,7 +19,7 @@ from model_training.data.cleaning import clean_transactions
 from model_training.data.loading import load_transactions
 from model_training.data.rfm import customer_totals
 from model_training.data.rules import DEFAULT_RULE, ProductRule
-from stream_app.core.effects import content_digest
+from stream_app.core.effects import order_effect
 from stream_app.core.events import parse_order_event
 from stream_app.core.state import CustomerState, ItemTotals
 from stream_app.service.order_events import ReplayPlan, build_events
@@ -46,7 +46,7 @@ def bootstrap_states(
         customer = key.decode()
         orders.setdefault(customer, set()).add(event.event_id)
         # Kept as the stream keeps them: a later redelivery with other content is a conflict.
-        digests.setdefault(customer, {})[event.event_id] = content_digest(event)
+        digests.setdefault(customer, {})[event.event_id] = order_effect(event, rule).digest
 
     clean = clean_transactions(frame, rule)
     per_customer = customer_totals(clean)
