@@ -32,6 +32,7 @@ from stream_app.kafka.publisher import FaustPublisher
 from stream_app.kafka.read_again import behind_committed, read_range
 from stream_app.service.inflight import InOrder
 from stream_app.service.model_source import ModelSource
+from stream_app.service.outages import outlast
 from stream_app.service.ports import RawMessage
 from stream_app.service.processor import BatchProcessor, DecodedBatch
 from stream_app.service.rescoring import ModelRescore
@@ -139,20 +140,24 @@ def create_app(settings: Settings) -> faust.App:
     # before it is there would get no segment and no due time until the customer's next order.
     started = asyncio.Event()
 
+    async def start_up() -> None:
+        await store.ping()
+        # Before any order: a store that lost everything must not be written on.
+        await processor.open_epoch(await _consumed_before(settings))
+        # Orders committed while their writes were lost (Redis restarted without its last
+        # writes while no worker ran) are read again before the stream goes on.
+        await _catch_up(settings, store, processor)
+        await models.refresh()
+        # Changes recorded by a worker that died before publishing them.
+        pending = await processor.announce_pending()
+        if pending:
+            log.info("published %d pending segment change(s)", pending)
+
     @app.task
     async def on_start() -> None:
         try:
-            await store.ping()
-            # Before any order: a store that lost everything must not be written on.
-            await processor.open_epoch(await _consumed_before(settings))
-            # Orders committed while their writes were lost (Redis restarted without its last
-            # writes while no worker ran) are read again before the stream goes on.
-            await _catch_up(settings, store, processor)
-            await models.refresh()
-            # Changes recorded by a worker that died before publishing them.
-            pending = await processor.announce_pending()
-            if pending:
-                log.info("published %d pending segment change(s)", pending)
+            # Every step may be done again: a Redis away at start-up is waited for.
+            await outlast(start_up, what="starting up")
             settle_garbage_collector()
         finally:
             started.set()
@@ -162,20 +167,23 @@ def create_app(settings: Settings) -> faust.App:
         await models.refresh()
         serving = models.current()
         # Say which version this worker serves, for operators.
-        await coordination.heartbeat(worker_id, serving.version if serving else None)
+        version = serving.version if serving else None
+        await outlast(coordination.heartbeat, worker_id, version, what="the heartbeat")
         if serving is not None:
             # Every worker switches; one at a time re-scores everyone with the version, and
-            # another goes on from where it stopped if it dies (its lease lapses).
+            # another goes on from where it stopped if it dies (its lease lapses). A Redis
+            # failing gives the lease up; the next look goes on.
             await rescore.resume(serving.version)
 
     @app.timer(interval=settings.retrain_check_s)
     async def retrain() -> None:
-        await retrainer.maybe_retrain()
+        # Safe to start over: the lock is ours by its token, and a refit is only a refit.
+        await outlast(retrainer.maybe_retrain, what="the retrain check")
 
     @app.timer(interval=settings.decay_interval_s)
     async def decay() -> None:
         # Customers whose segment changes with time passing, taken from the due set.
-        rescored = await processor.decay()
+        rescored = await outlast(processor.decay, what="the decay step")
         if rescored:
             log.info("re-scored %d customer(s) whose segment was due to change", rescored)
 
