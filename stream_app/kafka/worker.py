@@ -25,9 +25,10 @@ from typing import Any
 import aiokafka
 import faust
 
+from model_training.exceptions import RFMError
 from model_training.model.refit import QualityGates
 from stream_app.exceptions import BrokerUnavailableError
-from stream_app.kafka.admin import committed_offsets
+from stream_app.kafka.admin import committed_offsets, ensure_stream_topics
 from stream_app.kafka.publisher import FaustPublisher
 from stream_app.kafka.read_again import behind_committed, read_range
 from stream_app.service.inflight import InOrder
@@ -53,6 +54,9 @@ GC_THRESHOLD = 50_000
 
 #: The fetch wait faust-streaming 0.15 hard-codes for its consumer.
 FAUST_FETCH_MAX_WAIT_MS = 1500
+
+#: How often a worker checks that the stream's topics exist (and creates those missing).
+TOPIC_CHECK_S = 5.0
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:
@@ -187,6 +191,19 @@ def create_app(settings: Settings) -> faust.App:
         if rescored:
             log.info("re-scored %d customer(s) whose segment was due to change", rescored)
 
+    @app.timer(interval=TOPIC_CHECK_S)
+    async def keep_topics() -> None:
+        # A broker back without its topics (Tansu's in-memory storage restarted, a cluster
+        # rebuilt) would leave the consumer waiting and the publishes failing, silently. A
+        # broker that refuses to create them stops the worker (TopicCreationError).
+        try:
+            created = await ensure_stream_topics(settings)
+        except BrokerUnavailableError as exc:
+            log.warning("cannot check the stream's topics, trying again soon: %s", exc)
+            return
+        if created:
+            log.warning("created the missing topic(s) %s", ", ".join(created))
+
     # Batch N is stored and published in the background while batch N+1 is read and decoded.
     in_flight: InOrder[DecodedBatch] = InOrder(processor.process, on_error=app.crash)
 
@@ -305,4 +322,11 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     shorten_fetch_wait(settings.fetch_wait_ms)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        # A worker stopped by one of our errors (a topic the broker will not create) ends
+        # with that error, which ``rfm`` prints as one ``error:`` line.
+        if isinstance(app.crash_reason, RFMError):
+            raise app.crash_reason from None
+        raise
