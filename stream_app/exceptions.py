@@ -20,6 +20,7 @@ __all__ = [
     "StoreLostError",
     "StoreUnavailableError",
     "StreamError",
+    "TopicCreationError",
 ]
 
 
@@ -105,4 +106,14 @@ class StoreLostError(StreamError):
     FILE`` from the order history, or, when the orders topic still holds every order, reset
     the consumer group to the beginning and start the workers again. A new epoch is written by
     ``rfm bootstrap``; workers resume on it.
+    """
+
+
+class TopicCreationError(StreamError):
+    """The broker refused to create a topic the stream needs (the orders, segment-changes or
+    dead-letter topic).
+
+    A worker creates those topics when they are missing, also when a broker comes back without
+    them. Create them by hand (``RFM_TOPIC_PARTITIONS`` partitions), or let the worker's
+    credentials create topics, then start the worker again.
     """

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from stream_app.exceptions import BrokerUnavailableError
+from stream_app.exceptions import BrokerUnavailableError, TopicCreationError
 from stream_app.settings import Settings
 
 __all__ = ["committed_offsets", "ensure_stream_topics", "ensure_topics", "stream_producer"]
@@ -19,27 +19,43 @@ __all__ = ["committed_offsets", "ensure_stream_topics", "ensure_topics", "stream
 _TOPIC_ALREADY_EXISTS = 36
 
 
-async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
-    """Create the topics that do not exist yet (existing ones are left as they are)."""
+async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> list[str]:
+    """Create the topics that do not exist yet (existing ones are left as they are).
+
+    Returns the names of the topics created.
+
+    Raises
+    ------
+    BrokerUnavailableError
+        The broker does not answer.
+    TopicCreationError
+        The broker refused to create one of them.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         await admin.start()
         existing = set(await admin.list_topics())
         missing = [NewTopic(name, partitions, 1) for name in names if name not in existing]
-        if missing:
-            response = await admin.create_topics(missing)
-            for topic, code, message in response.topic_errors:
-                if code not in (0, _TOPIC_ALREADY_EXISTS):
-                    raise BrokerUnavailableError(f"cannot create topic {topic}: {message}")
+        if not missing:
+            return []
+        response = await admin.create_topics(missing)
+        for topic, code, message in response.topic_errors:
+            if code not in (0, _TOPIC_ALREADY_EXISTS):
+                raise TopicCreationError(f"cannot create topic {topic}: {message}")
+        # Another client may have created one meanwhile (already exists).
+        return [topic for topic, code, _ in response.topic_errors if code == 0]
     except KafkaError as exc:
         raise BrokerUnavailableError(f"Kafka at {bootstrap} does not answer: {exc}") from exc
     finally:
         await admin.close()
 
 
-async def ensure_stream_topics(settings: Settings) -> None:
-    """Create the orders, segment-changes and dead-letter topics if they do not exist."""
-    await ensure_topics(
+async def ensure_stream_topics(settings: Settings) -> list[str]:
+    """Create the orders, segment-changes and dead-letter topics if they do not exist.
+
+    Returns the names of the topics created (see :func:`ensure_topics`).
+    """
+    return await ensure_topics(
         settings.kafka_bootstrap,
         [settings.orders_topic, settings.changes_topic, settings.dlq_topic],
         settings.topic_partitions,

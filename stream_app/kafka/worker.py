@@ -25,13 +25,15 @@ from typing import Any
 import aiokafka
 import faust
 
+from model_training.exceptions import RFMError
 from model_training.model.refit import QualityGates
 from stream_app.exceptions import BrokerUnavailableError
-from stream_app.kafka.admin import committed_offsets
+from stream_app.kafka.admin import committed_offsets, ensure_stream_topics
 from stream_app.kafka.publisher import FaustPublisher
 from stream_app.kafka.read_again import behind_committed, read_range
 from stream_app.service.inflight import InOrder
 from stream_app.service.model_source import ModelSource
+from stream_app.service.outages import outlast
 from stream_app.service.ports import RawMessage
 from stream_app.service.processor import BatchProcessor, DecodedBatch
 from stream_app.service.rescoring import ModelRescore
@@ -52,6 +54,9 @@ GC_THRESHOLD = 50_000
 
 #: The fetch wait faust-streaming 0.15 hard-codes for its consumer.
 FAUST_FETCH_MAX_WAIT_MS = 1500
+
+#: How often a worker checks that the stream's topics exist (and creates those missing).
+TOPIC_CHECK_S = 5.0
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:
@@ -139,20 +144,24 @@ def create_app(settings: Settings) -> faust.App:
     # before it is there would get no segment and no due time until the customer's next order.
     started = asyncio.Event()
 
+    async def start_up() -> None:
+        await store.ping()
+        # Before any order: a store that lost everything must not be written on.
+        await processor.open_epoch(await _consumed_before(settings))
+        # Orders committed while their writes were lost (Redis restarted without its last
+        # writes while no worker ran) are read again before the stream goes on.
+        await _catch_up(settings, store, processor)
+        await models.refresh()
+        # Changes recorded by a worker that died before publishing them.
+        pending = await processor.announce_pending()
+        if pending:
+            log.info("published %d pending segment change(s)", pending)
+
     @app.task
     async def on_start() -> None:
         try:
-            await store.ping()
-            # Before any order: a store that lost everything must not be written on.
-            await processor.open_epoch(await _consumed_before(settings))
-            # Orders committed while their writes were lost (Redis restarted without its last
-            # writes while no worker ran) are read again before the stream goes on.
-            await _catch_up(settings, store, processor)
-            await models.refresh()
-            # Changes recorded by a worker that died before publishing them.
-            pending = await processor.announce_pending()
-            if pending:
-                log.info("published %d pending segment change(s)", pending)
+            # Every step may be done again: a Redis away at start-up is waited for.
+            await outlast(start_up, what="starting up")
             settle_garbage_collector()
         finally:
             started.set()
@@ -162,22 +171,38 @@ def create_app(settings: Settings) -> faust.App:
         await models.refresh()
         serving = models.current()
         # Say which version this worker serves, for operators.
-        await coordination.heartbeat(worker_id, serving.version if serving else None)
+        version = serving.version if serving else None
+        await outlast(coordination.heartbeat, worker_id, version, what="the heartbeat")
         if serving is not None:
             # Every worker switches; one at a time re-scores everyone with the version, and
-            # another goes on from where it stopped if it dies (its lease lapses).
+            # another goes on from where it stopped if it dies (its lease lapses). A Redis
+            # failing gives the lease up; the next look goes on.
             await rescore.resume(serving.version)
 
     @app.timer(interval=settings.retrain_check_s)
     async def retrain() -> None:
-        await retrainer.maybe_retrain()
+        # Safe to start over: the lock is ours by its token, and a refit is only a refit.
+        await outlast(retrainer.maybe_retrain, what="the retrain check")
 
     @app.timer(interval=settings.decay_interval_s)
     async def decay() -> None:
         # Customers whose segment changes with time passing, taken from the due set.
-        rescored = await processor.decay()
+        rescored = await outlast(processor.decay, what="the decay step")
         if rescored:
             log.info("re-scored %d customer(s) whose segment was due to change", rescored)
+
+    @app.timer(interval=TOPIC_CHECK_S)
+    async def keep_topics() -> None:
+        # A broker back without its topics (Tansu's in-memory storage restarted, a cluster
+        # rebuilt) would leave the consumer waiting and the publishes failing, silently. A
+        # broker that refuses to create them stops the worker (TopicCreationError).
+        try:
+            created = await ensure_stream_topics(settings)
+        except BrokerUnavailableError as exc:
+            log.warning("cannot check the stream's topics, trying again soon: %s", exc)
+            return
+        if created:
+            log.warning("created the missing topic(s) %s", ", ".join(created))
 
     # Batch N is stored and published in the background while batch N+1 is read and decoded.
     in_flight: InOrder[DecodedBatch] = InOrder(processor.process, on_error=app.crash)
@@ -297,4 +322,11 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     shorten_fetch_wait(settings.fetch_wait_ms)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        # A worker stopped by one of our errors (a topic the broker will not create) ends
+        # with that error, which ``rfm`` prints as one ``error:`` line.
+        if isinstance(app.crash_reason, RFMError):
+            raise app.crash_reason from None
+        raise

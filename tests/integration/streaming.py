@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import subprocess
@@ -169,3 +170,26 @@ def wait_for(condition: object, timeout_s: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+def assert_same_states(
+    actual: dict[str, CustomerState], expected: dict[str, CustomerState]
+) -> None:
+    """Assert two customer states agree field by field (money to a micro-unit)."""
+    assert actual.keys() == expected.keys()
+    for customer, want in expected.items():
+        got = actual[customer]
+        assert got.orders == want.orders, customer
+        assert got.digests == want.digests, customer
+        assert got.frequency == want.frequency, customer
+        assert (got.first_purchase, got.last_purchase) == (
+            want.first_purchase,
+            want.last_purchase,
+        ), customer
+        assert (got.country, got.last_order) == (want.country, want.last_order), customer
+        assert math.isclose(got.monetary, want.monetary, abs_tol=1e-6), customer
+        assert got.items.keys() == want.items.keys(), customer
+        for sku, totals in want.items.items():
+            mine = got.items[sku]
+            assert (mine.bought, mine.returned) == (totals.bought, totals.returned)
+            assert math.isclose(mine.returned_value, totals.returned_value, abs_tol=1e-6)

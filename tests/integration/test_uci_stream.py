@@ -8,7 +8,6 @@ mid-replay.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import random
 import signal
@@ -37,6 +36,7 @@ from stream_app.settings import Settings
 from stream_app.store.redis_store import RedisStore
 from tests.fakes import order_event
 from tests.integration.streaming import (
+    assert_same_states,
     counters,
     export,
     full_states,
@@ -85,28 +85,6 @@ def trained(uci_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
 
 def _model(model_dir: Path) -> LoadedModel:
     return load_model(model_dir)
-
-
-def assert_same_states(
-    actual: dict[str, CustomerState], expected: dict[str, CustomerState]
-) -> None:
-    assert actual.keys() == expected.keys()
-    for customer, want in expected.items():
-        got = actual[customer]
-        assert got.orders == want.orders, customer
-        assert got.digests == want.digests, customer
-        assert got.frequency == want.frequency, customer
-        assert (got.first_purchase, got.last_purchase) == (
-            want.first_purchase,
-            want.last_purchase,
-        ), customer
-        assert (got.country, got.last_order) == (want.country, want.last_order), customer
-        assert math.isclose(got.monetary, want.monetary, abs_tol=1e-6), customer
-        assert got.items.keys() == want.items.keys(), customer
-        for sku, totals in want.items.items():
-            mine = got.items[sku]
-            assert (mine.bought, mine.returned) == (totals.bought, totals.returned)
-            assert math.isclose(mine.returned_value, totals.returned_value, abs_tol=1e-6)
 
 
 def assert_segments_follow_model(
