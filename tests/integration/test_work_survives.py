@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -52,6 +53,19 @@ def following(states: dict[str, CustomerState], model: LoadedModel, now: float) 
     return [state.segment == name for state, name in zip(scored, expected, strict=True)]
 
 
+def _serving_v1(
+    settings: Settings, loop: asyncio.Runner
+) -> tuple[Keys, redis.Redis, Any, ModelRegistry, Coordination]:
+    """Clients of the test's Redis, with model V1 published as the current version."""
+    keys = Keys(settings.key_prefix)
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    async_client = redis_client(settings.redis_url)
+    registry = ModelRegistry(settings.model_dir, async_client, keys)
+    coordination = Coordination(async_client, keys)
+    loop.run(registry.publish(fitted_segmenter(0), model_card(V1)))
+    return keys, client, async_client, registry, coordination
+
+
 def test_a_rescore_killed_midway_is_finished_by_the_next_worker(
     stack_settings: Settings,
     events: list[tuple[bytes, bytes]],
@@ -68,12 +82,7 @@ def test_a_rescore_killed_midway_is_finished_by_the_next_worker(
             "rescore_lease_s": 3.0,
         }
     )
-    keys = Keys(settings.key_prefix)
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    async_client = redis_client(settings.redis_url)
-    registry = ModelRegistry(settings.model_dir, async_client, keys)
-    coordination = Coordination(async_client, keys)
-    loop.run(registry.publish(fitted_segmenter(0), model_card(V1)))
+    keys, client, async_client, registry, coordination = _serving_v1(settings, loop)
     loop.run(asyncio.to_thread(registry.files.save, fitted_segmenter(7), model_card(V2)))
     new_model = loop.run(registry.load(V2))
     job = keys.rescore_job(V2)
@@ -130,12 +139,7 @@ def test_a_retrain_killed_midway_is_retried_after_the_lock_lapses(
             "gate_max_changed_share": 1.0,
         }
     )
-    keys = Keys(settings.key_prefix)
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    async_client = redis_client(settings.redis_url)
-    registry = ModelRegistry(settings.model_dir, async_client, keys)
-    coordination = Coordination(async_client, keys)
-    loop.run(registry.publish(fitted_segmenter(0), model_card(V1)))
+    keys, client, async_client, registry, coordination = _serving_v1(settings, loop)
     try:
         with running_worker(settings, tmp_path / "first.log") as first:
             replay(settings, events)
