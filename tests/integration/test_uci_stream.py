@@ -210,6 +210,9 @@ def test_worker_stopped_mid_replay_recovers_exactly(
         from stream_app.kafka.replay import wait_until_processed
 
         asyncio.run(wait_until_processed(settings, targets, timeout_s=180))
+        # Every order is in; the last batches moved the clock, and the customers due by it
+        # are re-scored after them: let that finish before the clean stop.
+        _wait_until_settled(settings)
 
     states = full_states(settings)
     assert_same_states(states, expected_states)
@@ -218,6 +221,27 @@ def test_worker_stopped_mid_replay_recovers_exactly(
         if state.has_rfm:
             assert state.segment is not None, customer
             assert announced[customer].segment == state.segment, customer
+
+
+def _unannounced(settings: Settings) -> int:
+    """How many customers have a change recorded but not yet published."""
+
+    async def count(store: RedisStore) -> int:
+        return sum([state.unannounced async for batch in store.scan() for state in batch])
+
+    return on_store(settings, count)
+
+
+def _wait_until_settled(settings: Settings) -> None:
+    """Wait until nobody is due by the clock and every recorded change is published."""
+    clock = clock_and_due(settings, 0)[0]
+    assert clock is not None
+    wait_for(
+        lambda: clock_and_due(settings, clock)[1] == 0 and not _unannounced(settings),
+        timeout_s=120,
+        what="the customers due by the clock to be re-scored and their changes published",
+    )
+    time.sleep(1.5)  # a decay step in flight records after it pops
 
 
 def _publish_on(settings: Settings, messages: list[tuple[int, bytes, bytes]]) -> None:
@@ -254,12 +278,7 @@ def test_orders_dated_ahead_move_no_clock_and_a_wrong_clock_is_set_back(
         clock = clock_and_due(settings, 0)[0]
         assert clock is not None
         # The last batches moved the clock: the customers due by it are re-scored first.
-        wait_for(
-            lambda: clock_and_due(settings, clock)[1] == 0,
-            timeout_s=60,
-            what="the customers due by the clock to be re-scored",
-        )
-        time.sleep(1.5)  # the last decay step records after it pops
+        _wait_until_settled(settings)
         states, segments = full_states(settings), _segments(settings)
 
         # Dated 2030 and 2099: first all on one partition, then on every partition.
