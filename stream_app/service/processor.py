@@ -348,7 +348,7 @@ class BatchProcessor:
         states: dict[str, CustomerState] = {}
         for index, effect in enumerate(effects):
             try:
-                one = await self._retry(self.store.apply, [effect])
+                one = await self._apply_in_epoch([effect], None, {}, ())
             except StoreDataError as exc:
                 result.rejected[index] = str(exc)
                 result.applied.append(False)
@@ -360,7 +360,7 @@ class BatchProcessor:
         result.states.extend(states.values())
         clock = None
         if clock_time is not None or watermarks:
-            clock = (await self._retry(self.store.apply, [], clock_time, watermarks)).clock
+            clock = (await self._apply_in_epoch([], clock_time, watermarks, ())).clock
         return replace(result, clock=clock), len(effects) + 1
 
     async def _apply_in_epoch(
