@@ -9,7 +9,6 @@ in between again, and the state ends exact.
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 from pathlib import Path
@@ -26,6 +25,7 @@ from stream_app.service.bootstrap import bootstrap_states
 from stream_app.service.order_events import build_events
 from stream_app.settings import Settings
 from tests.integration.streaming import (
+    assert_same_states,
     counters,
     full_states,
     on_store,
@@ -96,13 +96,7 @@ def test_writes_redis_lost_are_read_again(stack_settings: Settings, tmp_path: Pa
 
     assert caught_up >= len(thirds[1])
     expected = {state.customer_id: state for state in bootstrap_states(frame)}
-    assert states.keys() == expected.keys()
-    for customer, want in expected.items():
-        got = states[customer]
-        assert got.orders == want.orders, customer
-        assert got.frequency == want.frequency, customer
-        assert got.last_purchase == want.last_purchase, customer
-        assert math.isclose(got.monetary, want.monetary, abs_tol=1e-6), customer
+    assert_same_states(states, expected)
 
 
 pytestmark = pytest.mark.timeout(300)

@@ -8,7 +8,6 @@ segment as the store holds it: the rebuilt store numbers its changes above the l
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from stream_app.service.bootstrap import bootstrap_states
 from stream_app.service.order_events import build_events
 from stream_app.settings import Settings
 from tests.integration.streaming import (
+    assert_same_states,
     full_states,
     last_changes,
     on_store,
@@ -94,12 +94,7 @@ def test_a_wiped_store_stops_the_worker_until_a_bootstrap(
         terminate([server], timeout=10)
 
     expected = {state.customer_id: state for state in bootstrap_states(frame)}
-    assert states.keys() == expected.keys()
-    for customer, want in expected.items():
-        got = states[customer]
-        assert got.orders == want.orders, customer
-        assert got.frequency == want.frequency, customer
-        assert math.isclose(got.monetary, want.monetary, abs_tol=1e-6), customer
+    assert_same_states(states, expected)
     scored = [customer for customer, state in states.items() if state.has_rfm]
     wrong = [c for c in scored if c not in heard or heard[c].segment != states[c].segment]
     assert not wrong, f"{len(wrong)} customers heard another segment: {wrong[:5]}"
