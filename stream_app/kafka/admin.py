@@ -1,20 +1,27 @@
 """Small Kafka chores shared by the tools: create topics, publish to them, read a group's
-committed offsets."""
+committed offsets, read ranges of a topic's partitions."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from stream_app.exceptions import BrokerUnavailableError, TopicCreationError
 from stream_app.settings import Settings
 
-__all__ = ["committed_offsets", "ensure_stream_topics", "ensure_topics", "stream_producer"]
+__all__ = [
+    "committed_offsets",
+    "ensure_stream_topics",
+    "ensure_topics",
+    "read_partitions",
+    "stream_producer",
+]
 
 _TOPIC_ALREADY_EXISTS = 36
 
@@ -98,5 +105,89 @@ async def committed_offsets(
         return result
     except KafkaError as exc:
         raise BrokerUnavailableError(f"Kafka at {bootstrap} does not answer: {exc}") from exc
+    finally:
+        await consumer.stop()
+
+
+async def read_partitions(
+    settings: Settings,
+    topic: str,
+    ranges: Mapping[int, tuple[int | None, int | None]] | None = None,
+    stall_s: float = 30.0,
+    max_partition_fetch_bytes: int = 1024 * 1024,
+) -> dict[int, list[ConsumerRecord[bytes, bytes]]]:
+    """The records of ``topic``'s partitions in offset ranges, read without a consumer group.
+
+    Parameters
+    ----------
+    ranges
+        Partition -> ``(first offset, offset after the last)``; None for the beginning or the
+        end of what the partition holds when reading starts. None: every partition, whole.
+        A range reaching past what the topic holds gives the records it holds.
+    stall_s
+        Longest wait for the next record.
+
+    Returns
+    -------
+    dict
+        Partition -> its records in offset order (nothing is committed, no worker is
+        disturbed). A topic that does not exist has none.
+
+    Raises
+    ------
+    BrokerUnavailableError
+        The broker does not answer, or reading makes no progress for ``stall_s`` seconds.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=max_partition_fetch_bytes,
+    )
+    try:
+        await consumer.start()
+        if ranges is None:
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(topic)
+            ranges = dict.fromkeys(sorted(partitions or ()), (None, None))
+        assigned = [TopicPartition(topic, number) for number in ranges]
+        if not assigned:
+            return {}
+        consumer.assign(assigned)
+        held = await consumer.end_offsets(assigned)
+        ends: dict[TopicPartition, int] = {}
+        for tp in assigned:
+            first, end = ranges[tp.partition]
+            ends[tp] = held[tp] if end is None else min(end, held[tp])
+            if first is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, first)
+        read: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {tp: [] for tp in assigned}
+        remaining = {tp for tp in assigned if await consumer.position(tp) < ends[tp]}
+        progress = time.monotonic()
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, records in batches.items():
+                kept = [record for record in records if record.offset < ends[tp]]
+                read[tp].extend(kept)
+                if kept:
+                    progress = time.monotonic()
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+            if remaining and time.monotonic() - progress > stall_s:
+                raise BrokerUnavailableError(
+                    f"reading {topic} at {settings.kafka_bootstrap} made no progress for "
+                    f"{stall_s:g} s"
+                )
+        return {tp.partition: records for tp, records in read.items()}
+    except KafkaError as exc:
+        raise BrokerUnavailableError(
+            f"Kafka at {settings.kafka_bootstrap} does not answer: {exc}"
+        ) from exc
     finally:
         await consumer.stop()

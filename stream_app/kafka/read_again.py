@@ -9,19 +9,15 @@ nothing committed), and applied once more: apply-once makes that safe.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
-from stream_app.kafka.admin import committed_offsets
+from stream_app.kafka.admin import committed_offsets, read_partitions
 from stream_app.service.ports import RawMessage
 from stream_app.settings import Settings
 
-__all__ = ["behind_committed", "read_range"]
-
-#: Longest quiet wait for the rest of a range (the topic may no longer hold it).
-_QUIET_S = 5.0
+__all__ = ["behind_committed", "committed_positions", "read_range"]
 
 
 async def read_range(settings: Settings, source: str, first: int, end: int) -> list[RawMessage]:
@@ -30,54 +26,43 @@ async def read_range(settings: Settings, source: str, first: int, end: int) -> l
     Fewer come back when the topic no longer holds some of them.
     """
     topic, _, number = source.rpartition(":")
-    partition = TopicPartition(topic, int(number))
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        consumer.assign([partition])
-        consumer.seek(partition, first)
-        read: list[RawMessage] = []
-        quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < _QUIET_S:
-            batches = await consumer.getmany(partition, timeout_ms=500)
-            records = batches.get(partition, [])
-            if records:
-                quiet_since = time.monotonic()
-            for record in records:
-                if record.offset >= end:
-                    return read
-                read.append(
-                    RawMessage(
-                        record.key, record.value or b"", topic, partition.partition, record.offset
-                    )
-                )
-            if await consumer.position(partition) >= end:
-                return read
-        return read
-    finally:
-        await consumer.stop()
+    partition = int(number)
+    read = await read_partitions(settings, topic, {partition: (first, end)})
+    return [
+        RawMessage(record.key, record.value or b"", topic, partition, record.offset)
+        for record in read.get(partition, [])
+    ]
 
 
-async def behind_committed(
-    settings: Settings, stored: Mapping[str, int]
-) -> dict[str, tuple[int, int]]:
-    """Orders-topic partitions whose committed offset is ahead of the offset the store holds.
+async def committed_positions(settings: Settings) -> dict[str, int]:
+    """The workers' group's committed offset per orders-topic ``topic:partition`` (-1: none).
 
-    ``stored`` maps ``topic:partition`` to the next offset the store holds. Partitions the
-    store holds nothing for (state from before offsets were kept) are left out.
+    Raises
+    ------
+    BrokerUnavailableError
+        The broker does not answer.
     """
     partitions = [
         TopicPartition(settings.orders_topic, number) for number in range(settings.topic_partitions)
     ]
     committed = await committed_offsets(settings.kafka_bootstrap, settings.app_id, partitions)
+    return {f"{tp.topic}:{tp.partition}": offset for tp, offset in committed.items()}
+
+
+def behind_committed(
+    stored: Mapping[str, int], committed: Mapping[str, int]
+) -> dict[str, tuple[int, int]]:
+    """Partitions whose committed offset is ahead of the offset the store holds.
+
+    Both map ``topic:partition`` to an offset. Partitions the store holds nothing for (state
+    from before offsets were kept) are left out.
+
+    >>> behind_committed({"orders:0": 40, "orders:1": 90}, {"orders:0": 70, "orders:1": 90,
+    ...                                                     "orders:2": 5})
+    {'orders:0': (40, 70)}
+    """
     behind = {}
-    for partition, offset in committed.items():
-        name = f"{partition.topic}:{partition.partition}"
+    for name, offset in committed.items():
         held = stored.get(name)
         if held is not None and held < offset:
             behind[name] = (held, offset)

@@ -28,9 +28,9 @@ import faust
 from model_training.exceptions import RFMError
 from model_training.model.refit import QualityGates
 from stream_app.exceptions import BrokerUnavailableError
-from stream_app.kafka.admin import committed_offsets, ensure_stream_topics
+from stream_app.kafka.admin import ensure_stream_topics
 from stream_app.kafka.publisher import FaustPublisher
-from stream_app.kafka.read_again import behind_committed, read_range
+from stream_app.kafka.read_again import behind_committed, committed_positions, read_range
 from stream_app.service.inflight import InOrder
 from stream_app.service.model_source import ModelSource
 from stream_app.service.outages import outlast
@@ -146,11 +146,15 @@ def create_app(settings: Settings) -> faust.App:
 
     async def start_up() -> None:
         await store.ping()
+        committed = await _committed(settings)
         # Before any order: a store that lost everything must not be written on.
-        await processor.open_epoch(await _consumed_before(settings))
+        await processor.open_epoch(any(offset > 0 for offset in committed.values()))
         # Orders committed while their writes were lost (Redis restarted without its last
         # writes while no worker ran) are read again before the stream goes on.
-        await _catch_up(settings, store, processor)
+        lost = behind_committed(await store.offsets(), committed)
+        if lost:
+            read = await processor.catch_up(lost)
+            log.warning("read %d order(s) again whose writes the store had lost", read)
         await models.refresh()
         # Changes recorded by a worker that died before publishing them.
         pending = await processor.announce_pending()
@@ -233,29 +237,21 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-async def _catch_up(settings: Settings, store: RedisStore, processor: BatchProcessor) -> None:
-    try:
-        behind = await behind_committed(settings, await store.offsets())
-    except BrokerUnavailableError as exc:
-        log.warning("cannot compare the stored offsets with the committed ones: %s", exc)
-        return
-    if behind:
-        read = await processor.catch_up(behind)
-        log.warning("read %d order(s) again whose writes the store had lost", read)
+async def _committed(settings: Settings) -> dict[str, int]:
+    """The group's committed offsets on the orders topic; none when the broker is away.
 
-
-async def _consumed_before(settings: Settings) -> bool:
-    """Whether the workers' consumer group has committed offsets on the orders topic."""
-    partitions = [
-        aiokafka.TopicPartition(settings.orders_topic, partition)
-        for partition in range(settings.topic_partitions)
-    ]
+    Without them the store is taken as it is: a store without an epoch counts as new, and
+    nothing is read again.
+    """
     try:
-        committed = await committed_offsets(settings.kafka_bootstrap, settings.app_id, partitions)
+        return await committed_positions(settings)
     except BrokerUnavailableError as exc:
-        log.warning("cannot tell whether orders were consumed before (%s): assuming not", exc)
-        return False
-    return any(offset > 0 for offset in committed.values())
+        log.warning(
+            "cannot read the committed offsets (%s): whether orders were consumed before, "
+            "and whether the store lost some, is not checked",
+            exc,
+        )
+        return {}
 
 
 def settle_garbage_collector() -> None:
