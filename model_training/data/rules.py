@@ -17,7 +17,6 @@ __all__ = [
     "SECONDS_PER_DAY",
     "ProductRule",
     "default_t_ref",
-    "is_product_code",
     "is_return_invoice",
     "matched_return_value",
     "recency_days",
@@ -93,17 +92,6 @@ class ProductRule:
 
 #: The default rule.
 DEFAULT_RULE = ProductRule()
-
-
-def is_product_code(sku: str) -> bool:
-    """Tell whether a stock code names a product under the default rule.
-
-    Examples
-    --------
-    >>> is_product_code("85123A"), is_product_code("POST"), is_product_code("C2")
-    (True, False, False)
-    """
-    return DEFAULT_RULE.is_product(sku)
 
 
 def is_return_invoice(invoice: str) -> bool:

@@ -93,7 +93,15 @@ class OrderEffect:
         return not self.is_return and bool(self.skus)
 
 
-def content_digest(effect: OrderEffect) -> str:
+def content_digest(
+    is_return: bool,
+    customer_id: str,
+    country: str,
+    occurred_at: float,
+    skus: tuple[str, ...],
+    units: tuple[int, ...],
+    values: tuple[float, ...],
+) -> str:
     """A short digest of everything in an event that the state depends on: its effect.
 
     The kind, customer, time and country, and per product stock code the units and their
@@ -109,26 +117,6 @@ def content_digest(effect: OrderEffect) -> str:
     >>> one.digest == same.digest, one.digest == other.digest, len(one.digest)
     (True, False, 16)
     """
-    return _digest(
-        effect.is_return,
-        effect.customer_id,
-        effect.country,
-        effect.occurred_at,
-        effect.skus,
-        effect.units,
-        effect.values,
-    )
-
-
-def _digest(
-    is_return: bool,
-    customer_id: str,
-    country: str,
-    occurred_at: float,
-    skus: tuple[str, ...],
-    units: tuple[int, ...],
-    values: tuple[float, ...],
-) -> str:
     count = len(skus)
     text = "\x1f".join(("r" if is_return else "p", customer_id, country, *skus))
     numbers = struct.pack(f"<d{count}q{count}d", occurred_at, *units, *values)
@@ -211,7 +199,7 @@ def order_effect(
         values=sku_values,
         skipped_non_product=non_product,
         skipped_zero_price=zero_price,
-        digest=_digest(
+        digest=content_digest(
             is_return, event.customer_id, country, occurred_at, skus, sku_units, sku_values
         ),
     )
