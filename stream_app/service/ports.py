@@ -205,6 +205,10 @@ class CustomerStore(Protocol):
         """How many customers are scheduled (due by ``until``, if given)."""
         ...
 
+    async def segment_counts(self) -> dict[str, int]:
+        """Customers per segment now (segments with none are left out)."""
+        ...
+
     def scan(self, batch_size: int = 1000) -> AsyncIterator[list[CustomerState]]:
         """Every customer's state, in batches, without items and event ids."""
         ...

@@ -72,6 +72,11 @@ class Keys:
         return f"{self.prefix}:counters"
 
     @property
+    def segments(self) -> str:
+        """Hash: segment -> customers in it now (the field ``""`` marks it built)."""
+        return f"{self.prefix}:segments"
+
+    @property
     def due(self) -> str:
         """Sorted set: customer id scored by when (stream clock) their segment next changes."""
         return f"{self.prefix}:due"

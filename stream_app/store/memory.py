@@ -142,6 +142,13 @@ class MemoryStore:
     async def due_count(self, until: float | None = None) -> int:
         return sum(1 for time in self._due.values() if until is None or time <= until)
 
+    async def segment_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for state in self._states.values():
+            if state.segment is not None:
+                counts[state.segment] = counts.get(state.segment, 0) + 1
+        return counts
+
     async def scan(self, batch_size: int = 1000) -> AsyncIterator[list[CustomerState]]:
         states = [_bare(state) for state in self._states.values()]
         for start in range(0, len(states), batch_size):

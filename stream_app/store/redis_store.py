@@ -128,6 +128,7 @@ class RedisStore:
         self._pop_due = lua_script(client, "pop_due.lua")
         self._load = lua_script(client, "load_states.lua")
         self._mark_announced = lua_script(client, "mark_announced.lua")
+        self._segment_counts = lua_script(client, "segment_counts.lua")
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "rfm") -> RedisStore:
@@ -236,6 +237,7 @@ class RedisStore:
             updates,
             lambda update: (keys.state(update.customer_id), keys.history(update.customer_id)),
             lambda chunk: [self.max_history, json.dumps(list(map(_record_row, chunk)))],
+            leading_keys=(keys.segments,),
         )
         if due:
             times = [
@@ -376,6 +378,9 @@ class RedisStore:
                 trip.command(
                     "HSET", digests, *(part for pair in state.digests.items() for part in pair)
                 )
+        # Last: recounted from the states on the next read (segment_counts.lua), so that a
+        # change recorded while these were written is neither lost nor counted twice.
+        trip.command("DEL", self.keys.segments)
         await trip.execute()
 
     async def load(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
@@ -405,6 +410,11 @@ class RedisStore:
         top = "+inf" if until is None else repr(until)
         count: int = await call(self.client.zcount(self.keys.due, "-inf", top))
         return count
+
+    async def segment_counts(self) -> dict[str, int]:
+        reply = await self._segment_counts([self.keys.segments], [self.keys.state_pattern()])
+        pairs = zip(reply[::2], reply[1::2], strict=True)
+        return {segment: int(count) for segment, count in pairs if segment and int(count) > 0}
 
     async def advance_clock(self, event_time: float) -> float:
         value = await self._clock([self.keys.clock, self.keys.watermarks], [repr(event_time)])

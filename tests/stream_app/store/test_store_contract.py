@@ -157,6 +157,38 @@ async def test_segments_are_compare_and_set(store: Store) -> None:
     assert await store.history("c1") == ['{"segment": "new"}']
 
 
+async def test_segment_counts_follow_the_changes_recorded(store: Store) -> None:
+    assert await store.segment_counts() == {}
+    await store.apply(
+        [purchase("1", 3, ("A", 1, 1.0)), purchase("2", 3, ("A", 1, 1.0), customer="c2")]
+    )
+    await store.record_each(
+        [
+            SegmentUpdate("c1", "new", None, at(3), "v1", 1, '{"n": 1}'),
+            SegmentUpdate("c2", "new", None, at(3), "v1", 1, '{"n": 2}'),
+        ]
+    )
+    assert await store.segment_counts() == {"new": 2}
+    moved = SegmentUpdate("c1", "loyal", "new", at(4), "v1", 2, '{"n": 3}')
+    assert await store.record_each([moved]) == [True]
+    stale = SegmentUpdate("c2", "lost", None, at(4), "v1", 2, '{"n": 4}')
+    assert await store.record_each([stale]) == [False]  # refused: counts nothing
+    assert await store.record_each([moved]) == [True]  # a resend: counted once
+    assert await store.segment_counts() == {"new": 1, "loyal": 1}
+
+
+async def test_segment_counts_after_a_bulk_write_are_the_states_written(store: Store) -> None:
+    await store.apply([purchase("1", 3, ("A", 1, 1.0))])
+    await store.record_each([SegmentUpdate("c1", "new", None, at(3), "v1", 1, '{"n": 1}')])
+    assert await store.segment_counts() == {"new": 1}
+    states = [
+        CustomerState(customer_id=f"b{number}", segment="loyal" if number % 2 else "lost")
+        for number in range(5)
+    ]
+    await store.put(states)
+    assert await store.segment_counts() == {"new": 1, "loyal": 2, "lost": 3}
+
+
 async def test_scan_yields_every_customer(store: Store) -> None:
     await store.apply([purchase(str(n), 3, ("A", 1, 1.0), customer=f"k{n}") for n in range(25)])
     seen = [state.customer_id async for batch in store.scan(batch_size=7) for state in batch]
