@@ -119,12 +119,22 @@ class ModelSource:
         self._failed: str | None = None
         self._said_missing = False
         self.last_error: str | None = None
+        #: Whether the last look found no version registered and no model to import.
+        self.none_trained = False
         # The start-up task and the refresh timer may both look: one switch, not two.
         self._refreshing = asyncio.Lock()
 
     def current(self) -> LoadedModel | None:
         """The model to score with, or None while there is none."""
         return self._model
+
+    def known(self) -> bool:
+        """Whether the model state is known: a model is served, or none is trained yet.
+
+        False before the first look at the registry, and while a version exists that cannot
+        be loaded (or the registry cannot be read) and nothing is served.
+        """
+        return self._model is not None or self.none_trained
 
     async def refresh(self) -> bool:
         """Switch to the registry's current version if it changed; True if switched.
@@ -144,6 +154,7 @@ class ModelSource:
         except (StreamError, ModelArtifactError) as exc:
             self._note_failure(None, str(exc))
             return False
+        self.none_trained = version is None
         if version is None:
             if not self._said_missing:
                 self._said_missing = True

@@ -36,6 +36,7 @@ async def outlast(
     *args: Any,
     what: str,
     first_delay_s: float = FIRST_DELAY_S,
+    on_outage: Callable[[Exception], None] | None = None,
 ) -> T:
     """Await ``call(*args)`` until it returns, retrying after each outage error.
 
@@ -50,6 +51,8 @@ async def outlast(
         What the call does, for the log (``"the decay step"``).
     first_delay_s
         First pause; it doubles up to :data:`MAX_DELAY_S`.
+    on_outage
+        Called with each outage error before the pause (the worker counts them).
 
     Returns
     -------
@@ -72,6 +75,8 @@ async def outlast(
         try:
             return await call(*args)
         except OUTAGE_ERRORS as exc:
+            if on_outage is not None:
+                on_outage(exc)
             log.error("%s paused, retrying in %.1fs: %s", what, delay, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_DELAY_S)

@@ -54,6 +54,8 @@ class RawMessage:
     topic: str
     partition: int
     offset: int
+    #: When the message was published to Kafka (epoch seconds; None when unknown).
+    timestamp: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -31,6 +31,7 @@ from stream_app.service.ports import (
     RawMessage,
     SegmentUpdate,
 )
+from stream_app.service.telemetry import NoTelemetry, Telemetry
 from stream_app.settings import Clock
 
 __all__ = ["BatchOutcome", "BatchProcessor", "DecodedBatch", "new_epoch"]
@@ -129,6 +130,8 @@ class BatchProcessor:
         Returns the wall clock (epoch seconds) events are judged by.
     dlq_max_payload
         Bytes of JSON a dead letter keeps of the refused message's value.
+    telemetry
+        Told what each batch did, each change published and each retry (for metrics).
     """
 
     def __init__(
@@ -143,7 +146,9 @@ class BatchProcessor:
         wall_clock: Callable[[], float] = time.time,
         *,
         dlq_max_payload: int = 64 * 1024,
+        telemetry: Telemetry | None = None,
     ) -> None:
+        self.telemetry: Telemetry = telemetry or NoTelemetry()
         self.store = store
         self.publisher = publisher
         self.model = model
@@ -231,6 +236,7 @@ class BatchProcessor:
 
     async def _process(self, batch: DecodedBatch) -> BatchOutcome:
         """:meth:`process`, with the scoring lock held."""
+        started = time.perf_counter()
         effects, letters = batch.effects, list(batch.dead_letters)
         outcome = BatchOutcome(events=batch.events, clock_events=len(batch.clock_times))
         for effect in effects:
@@ -263,7 +269,9 @@ class BatchProcessor:
                 result = replace(result, states=[state for state in loaded if state is not None])
             if effects:
                 now = self.wall_clock() if result.clock is None else result.clock
-                announced, trips = await self._rescore(result.states, now, "order")
+                announced, trips = await self._rescore(
+                    result.states, now, "order", published_at=_published_at(batch)
+                )
                 outcome.changes = len(announced)
                 outcome.round_trips += trips
         if letters:
@@ -276,6 +284,19 @@ class BatchProcessor:
             self.store.mark_announced, announced, outcome.counts(), batch.next_offsets
         )
         self._written.update(batch.next_offsets)
+        self.telemetry.batch_processed(
+            {
+                "applied": outcome.applied,
+                "duplicate": outcome.duplicates,
+                "dead_lettered": outcome.dead_letters,
+                "clock": outcome.clock_events,
+            },
+            {
+                name.removeprefix("skipped_").removesuffix("_lines"): count
+                for name, count in outcome.skipped_lines.items()
+            },
+            time.perf_counter() - started,
+        )
         return outcome
 
     def _behind(self, stored: dict[str, int | None]) -> dict[str, tuple[int, int]]:
@@ -343,6 +364,7 @@ class BatchProcessor:
         try:
             return await self._apply_in_epoch(effects, clock_time, watermarks, offsets), 1
         except StoreDataError as exc:
+            self.telemetry.store_error("refused")
             log.error("the store refused a batch, applying its events one by one: %s", exc)
         result = AppliedBatch([], [], None)
         states: dict[str, CustomerState] = {}
@@ -377,6 +399,7 @@ class BatchProcessor:
                     self.store.apply, effects, clock_time, watermarks, self.epoch, offsets
                 )
             except StoreLostError as exc:
+                self.telemetry.store_error("lost")
                 await self._wait_for_rebuilt_store(exc)
 
     async def open_epoch(self, consumed_before: bool) -> int:
@@ -441,9 +464,15 @@ class BatchProcessor:
             )
         return letters
 
+    def processed_offsets(self) -> dict[str, int]:
+        """The next offset processed (stored) per ``topic:partition`` by this processor."""
+        return dict(self._written)
+
     def count_publish_retry(self) -> None:
         """Count a publish the publisher retried; the next batch adds it to the counters."""
         self._publish_retries += 1
+        self.telemetry.broker_error("publish")
+        self.telemetry.publish_retry()
 
     async def decay(self, limit: int = 1000, max_rounds: int = 100) -> int:
         """Re-score the customers whose segment is due to change by now; return how many.
@@ -529,6 +558,7 @@ class BatchProcessor:
         now: float,
         reason: Reason,
         forget: Sequence[str] = (),
+        published_at: Mapping[str, float] | None = None,
     ) -> tuple[list[str], int]:
         """Record, then publish, the segment changes of ``states`` at ``now``; schedule decay.
 
@@ -539,7 +569,8 @@ class BatchProcessor:
         crash in between leaves it, and the next scoring of that customer (a redelivered order,
         the decay step, a re-score) publishes it again, with the same sequence number, so
         consumers can drop the repeat. Customers in ``forget`` that get no due time are
-        unscheduled.
+        unscheduled. ``published_at`` holds, per customer, when the order that moved them was
+        published to Kafka (epoch seconds), for the change latency reported.
         """
         model = self.model()
         if model is None:
@@ -572,6 +603,16 @@ class BatchProcessor:
         published = [message for message, ok in zip(messages, stored, strict=True) if ok]
         if published:
             await self.publisher.publish_changes(published)
+            done = self.wall_clock()
+            self.telemetry.changes_published(
+                reason,
+                [message.change.segment for message in published],
+                [
+                    done - published_at[message.change.customer_id]
+                    for message in published
+                    if published_at and message.change.customer_id in published_at
+                ],
+            )
         # Nothing to record and nobody to schedule sends nothing.
         sent = 1 if updates or schedule else 0
         return [message.change.customer_id for message in published], trips + sent
@@ -613,6 +654,21 @@ class BatchProcessor:
             try:
                 return await call(*args)
             except StoreUnavailableError as exc:
+                self.telemetry.store_error("unavailable")
                 log.error("store unavailable, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+                self.telemetry.store_retry()
+
+
+def _published_at(batch: DecodedBatch) -> dict[str, float]:
+    """Per customer of the batch, when their first order in it was published to Kafka.
+
+    The first: the change published for the batch is the one that order waited for longest.
+    """
+    published: dict[str, float] = {}
+    for effect, source in zip(batch.effects, batch.sources, strict=True):
+        if source.timestamp is not None:
+            customer = effect.customer_id
+            published[customer] = min(published.get(customer, source.timestamp), source.timestamp)
+    return published

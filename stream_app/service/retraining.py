@@ -29,6 +29,7 @@ from model_training.model.refit import QualityGates, retrain
 from stream_app.exceptions import StoreUnavailableError
 from stream_app.service.ports import CustomerStore, ModelVersions, RetrainCoordination
 from stream_app.service.snapshot import rfm_snapshot
+from stream_app.service.telemetry import NoTelemetry, Telemetry
 
 __all__ = ["LOCK_TTL_S", "Retrainer"]
 
@@ -66,6 +67,8 @@ class Retrainer:
         Recorded with each attempt (default: this retrainer's random token).
     non_product_pattern
         The product rule of the state (``RFM_NON_PRODUCT_PATTERN``), recorded in new cards.
+    telemetry
+        Told how each attempt ended.
     """
 
     def __init__(
@@ -82,7 +85,9 @@ class Retrainer:
         lock_ttl_s: float = LOCK_TTL_S,
         worker_id: str = "",
         non_product_pattern: str = NON_PRODUCT_PATTERN,
+        telemetry: Telemetry | None = None,
     ) -> None:
+        self.telemetry: Telemetry = telemetry or NoTelemetry()
         self.registry = registry
         self.coordination = coordination
         self.store = store
@@ -197,15 +202,19 @@ class Retrainer:
             else:
                 log.warning("retrained model refused: %s", "; ".join(result.reasons))
             outcome["version"] = version
+            ended = "accepted" if result.accepted else "refused"
         except StoreUnavailableError:
             # Redis failing: nothing is recorded and a request stays, for the next look.
             log.exception("retrain stopped: the store is unavailable")
+            self.telemetry.retrain_attempted("store_unavailable")
             return None
         except Exception as exc:  # a failed retrain must never stop the stream
             log.exception("retrain failed; model %s keeps serving", previous and previous.version)
             outcome.update(accepted=False, reasons=[f"retrain failed: {exc}"], version=None)
             version = None
+            ended = "failed"
         outcome["seconds"] = round(time.monotonic() - started, 2)
+        self.telemetry.retrain_attempted(ended)
         await self.coordination.record_attempt(outcome)
         if request is not None:
             # Only now: a worker dying before the outcome is recorded leaves the request.
