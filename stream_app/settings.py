@@ -82,7 +82,12 @@ class Settings(BaseSettings):
     gate_max_changed_share: float = Field(
         0.35, ge=0, le=1, description="Refuse a model that moves more customers than this"
     )
-    web_port: int = Field(6066, description="Port of the worker's faust web server")
+    web_port: int = Field(
+        6066, ge=0, le=65535, description="Port of the worker's web server (/metrics, /ready)"
+    )
+    web_host: str = Field(
+        "127.0.0.1", description="Address the worker's web server binds to (0.0.0.0: all)"
+    )
     key_prefix: str = Field("rfm", description="Prefix of every Redis key")
     non_product_pattern: str = Field(
         NON_PRODUCT_PATTERN,

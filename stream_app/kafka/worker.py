@@ -31,6 +31,8 @@ from stream_app.exceptions import BrokerUnavailableError
 from stream_app.kafka.admin import ensure_stream_topics
 from stream_app.kafka.publisher import FaustPublisher
 from stream_app.kafka.read_again import behind_committed, committed_positions, read_range
+from stream_app.kafka.web import WorkerViews
+from stream_app.observability.metrics import WorkerMetrics
 from stream_app.service.inflight import InOrder
 from stream_app.service.model_source import ModelSource
 from stream_app.service.outages import outlast
@@ -68,7 +70,10 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "broker_session_timeout": settings.session_timeout_s,
         "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 3),
         "consumer_auto_offset_reset": "earliest",
-        "web_enabled": False,
+        # /metrics, /health and /ready (stream_app.kafka.web).
+        "web_enabled": True,
+        "web_bind": settings.web_host,
+        "web_port": settings.web_port,
         # State lives in Redis; faust's own data directory only holds scratch files.
         "datadir": str(Path(tempfile.gettempdir()) / f"rfm-worker-{settings.app_id}"),
         "producer_acks": -1,
@@ -89,8 +94,10 @@ def raw_topic(app: faust.App, name: str, partitions: int) -> Any:
     )
 
 
-def create_app(settings: Settings) -> faust.App:
-    """Build the faust app with its agent and timers (nothing runs until a worker starts)."""
+def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faust.App:
+    """Build the faust app with its agent, timers and web views (nothing runs until a worker
+    starts); ``metrics`` gets what the worker does (default: a registry of its own)."""
+    metrics = metrics or WorkerMetrics()
     app = faust.App(settings.app_id, **faust_options(settings))
     orders = raw_topic(app, settings.orders_topic, settings.topic_partitions)
     changes = raw_topic(app, settings.changes_topic, settings.topic_partitions)
@@ -112,6 +119,7 @@ def create_app(settings: Settings) -> faust.App:
         rule=settings.product_rule,
         limits=settings.limits,
         dlq_max_payload=settings.dlq_max_payload,
+        telemetry=metrics,
     )
     publisher.on_retry = processor.count_publish_retry  # counted in rfm:counters
     processor.read_again = partial(read_range, settings)
@@ -132,6 +140,7 @@ def create_app(settings: Settings) -> faust.App:
         lock_ttl_s=settings.retrain_lock_s,
         worker_id=worker_id,
         non_product_pattern=settings.non_product_pattern,
+        telemetry=metrics,
     )
     rescore = ModelRescore(
         processor,
@@ -143,6 +152,18 @@ def create_app(settings: Settings) -> faust.App:
     # Orders wait for the start-up below: the model loads in a thread now, and an order scored
     # before it is there would get no segment and no due time until the customer's next order.
     started = asyncio.Event()
+    # Waits out an outage, counting it.
+    wait_out = partial(outlast, on_outage=metrics.outage)
+    WorkerViews(
+        app,
+        settings.orders_topic,
+        settings.redis_url,
+        store,
+        models,
+        processor.processed_offsets,
+        started.is_set,
+        metrics,
+    ).install()
 
     async def start_up() -> None:
         await store.ping()
@@ -165,7 +186,7 @@ def create_app(settings: Settings) -> faust.App:
     async def on_start() -> None:
         try:
             # Every step may be done again: a Redis away at start-up is waited for.
-            await outlast(start_up, what="starting up")
+            await wait_out(start_up, what="starting up")
             settle_garbage_collector()
         finally:
             started.set()
@@ -176,7 +197,7 @@ def create_app(settings: Settings) -> faust.App:
         serving = models.current()
         # Say which version this worker serves, for operators.
         version = serving.version if serving else None
-        await outlast(coordination.heartbeat, worker_id, version, what="the heartbeat")
+        await wait_out(coordination.heartbeat, worker_id, version, what="the heartbeat")
         if serving is not None:
             # Every worker switches; one at a time re-scores everyone with the version, and
             # another goes on from where it stopped if it dies (its lease lapses). A Redis
@@ -186,12 +207,12 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(interval=settings.retrain_check_s)
     async def retrain() -> None:
         # Safe to start over: the lock is ours by its token, and a refit is only a refit.
-        await outlast(retrainer.maybe_retrain, what="the retrain check")
+        await wait_out(retrainer.maybe_retrain, what="the retrain check")
 
     @app.timer(interval=settings.decay_interval_s)
     async def decay() -> None:
         # Customers whose segment changes with time passing, taken from the due set.
-        rescored = await outlast(processor.decay, what="the decay step")
+        rescored = await wait_out(processor.decay, what="the decay step")
         if rescored:
             log.info("re-scored %d customer(s) whose segment was due to change", rescored)
 
@@ -203,6 +224,7 @@ def create_app(settings: Settings) -> faust.App:
         try:
             created = await ensure_stream_topics(settings)
         except BrokerUnavailableError as exc:
+            metrics.broker_error("unavailable")
             log.warning("cannot check the stream's topics, trying again soon: %s", exc)
             return
         if created:
@@ -210,6 +232,7 @@ def create_app(settings: Settings) -> faust.App:
 
     # Batch N is stored and published in the background while batch N+1 is read and decoded.
     in_flight: InOrder[DecodedBatch] = InOrder(processor.process, on_error=app.crash)
+    acknowledge = partial(_acknowledge, app, metrics)
 
     @app.agent(orders, concurrency=1)
     async def apply_orders(stream: Any) -> None:
@@ -228,11 +251,13 @@ def create_app(settings: Settings) -> faust.App:
                         topic=event.message.topic,
                         partition=event.message.partition,
                         offset=event.message.offset,
+                        # Kafka's timestamp (publish time, by default): the latency's start.
+                        timestamp=event.message.timestamp,
                     )
                     for event in events
                 ]
             )
-            await in_flight.submit(batch, partial(_acknowledge, app, events))
+            await in_flight.submit(batch, partial(acknowledge, events))
 
     return app
 
@@ -267,7 +292,7 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def _acknowledge(app: faust.App, events: Sequence[Any]) -> None:
+def _acknowledge(app: faust.App, metrics: WorkerMetrics, events: Sequence[Any]) -> None:
     """Acknowledge a processed batch and commit its offsets now.
 
     Committing after each batch (rather than only every ``commit_interval_s``) makes lag read
@@ -278,16 +303,17 @@ def _acknowledge(app: faust.App, events: Sequence[Any]) -> None:
         event.ack()
     commit = asyncio.ensure_future(app.consumer.commit())
     _commits.add(commit)
-    commit.add_done_callback(_commit_finished)
+    commit.add_done_callback(partial(_commit_finished, metrics))
 
 
 #: Commits still running (asyncio keeps only weak references to tasks).
 _commits: set[asyncio.Future[bool]] = set()
 
 
-def _commit_finished(commit: asyncio.Future[bool]) -> None:
+def _commit_finished(metrics: WorkerMetrics, commit: asyncio.Future[bool]) -> None:
     _commits.discard(commit)
     if not commit.cancelled() and commit.exception() is not None:
+        metrics.broker_error("commit")
         # The interval commit retries; say why this one failed.
         log.warning("committing offsets failed: %s", commit.exception())
 

@@ -1,4 +1,8 @@
-"""The layers import one way: core <- service <- adapters (store, kafka) <- cli; devtools apart."""
+"""The layers import one way: core <- service <- adapters (store, kafka) <- cli; devtools apart.
+
+``observability`` (the Prometheus metrics and the readiness rule) sits beside the service
+layer: it may import prometheus-client, which nothing below it does.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +27,20 @@ FORBIDDEN = {
         "aiokafka",
         "redis",
         "joblib",
+        "prometheus_client",
     ),
     "service": (
+        "stream_app.store",
+        "stream_app.kafka",
+        "stream_app.cli",
+        "stream_app.devtools",
+        "faust",
+        "aiokafka",
+        "redis",
+        "prometheus_client",
+    ),
+    "observability": (
+        "stream_app.service",
         "stream_app.store",
         "stream_app.kafka",
         "stream_app.cli",
