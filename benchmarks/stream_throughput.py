@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from model_training.pipeline import train
 from stream_app.core.events import SegmentChange
+from stream_app.devtools.network import free_port
 from stream_app.devtools.stack import LocalStack
 from stream_app.kafka.admin import ensure_stream_topics
 from stream_app.kafka.replay import publish_events, wait_until_processed
@@ -70,7 +71,8 @@ def start(command: list[str], settings: Settings, log: Path) -> subprocess.Popen
     with log.open("wb") as handle:
         return subprocess.Popen(
             command,
-            env={**os.environ, **settings.to_env()},
+            # Each worker a web port of its own: several run on this machine at once.
+            env={**os.environ, **settings.to_env(), "RFM_WEB_PORT": str(free_port())},
             stdout=handle,
             stderr=subprocess.STDOUT,
             cwd=log.parent,

@@ -25,6 +25,7 @@ from model_training.data.synth import generate_transactions, write_transactions
 from model_training.model.artifact import load_model
 from model_training.pipeline import train
 from stream_app.core.events import SegmentChange
+from stream_app.devtools.network import free_port
 from stream_app.devtools.stack import LocalStack
 from stream_app.kafka.clock_events import publish_clock_event
 from stream_app.kafka.replay import publish_events, wait_until_processed
@@ -70,9 +71,15 @@ def run_demo(output: Path, customers: int, seed: int, echo: Echo) -> bool:
     stage("3/6 starting a local Kafka-protocol broker (Tansu) and Redis")
     with LocalStack(output / "stack", die_with_parent=True) as stack:
         settings = stack.settings(
-            model_dir=model_dir, app_id="rfm-demo", key_prefix="demo", session_timeout_s=6.0
+            model_dir=model_dir,
+            app_id="rfm-demo",
+            key_prefix="demo",
+            session_timeout_s=6.0,
+            # Not 6066: a worker already running on this machine keeps its port.
+            web_port=free_port(),
         )
         echo(f"      kafka {settings.kafka_bootstrap}, redis {settings.redis_url}")
+        echo(f"      worker metrics at http://{settings.web_host}:{settings.web_port}/metrics")
         stage("4/6 starting a worker")
         log_path = output / "worker.log"
         with log_path.open("wb") as log:

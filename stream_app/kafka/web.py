@@ -87,7 +87,8 @@ class WorkerViews:
         @self.app.page("/metrics")
         async def metrics(view: View, request: Request) -> Response:
             await views.refresh_gauges()
-            return view.bytes(views.metrics.exposition(), content_type=CONTENT_TYPE)
+            # In the headers: aiohttp refuses a content type with a charset as an argument.
+            return view.bytes(views.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
         @self.app.page("/health")
         async def health(view: View, request: Request) -> Response:

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream_app.core.events import SegmentChange
 from stream_app.core.state import CustomerState
+from stream_app.devtools.network import free_port
 from stream_app.kafka.replay import publish_events, wait_until_processed
 from stream_app.service.export import export_frame
 from stream_app.settings import Settings
@@ -30,10 +31,15 @@ T = TypeVar("T")
 
 @dataclass
 class WorkerProcess:
-    """An ``rfm worker`` running as a child process."""
+    """An ``rfm worker`` running as a child process, its web server on ``web_port``."""
 
     process: subprocess.Popen[bytes]
     log_path: Path
+    web_port: int
+
+    def url(self, path: str) -> str:
+        """The address of one of the worker's web views (``/metrics``, ``/ready``)."""
+        return f"http://127.0.0.1:{self.web_port}{path}"
 
     def kill(self) -> None:
         """Stop it hard, as a crash would (SIGKILL: no clean-up, no offset commit)."""
@@ -55,8 +61,13 @@ class WorkerProcess:
 
 @contextmanager
 def running_worker(settings: Settings, log_path: Path) -> Iterator[WorkerProcess]:
-    """Start ``python -m stream_app worker`` with ``settings``; stop it at exit."""
-    env = {**os.environ, **settings.to_env()}
+    """Start ``python -m stream_app worker`` with ``settings``; stop it at exit.
+
+    The worker's web server gets a free port of its own (``settings.web_port`` is not used),
+    so that workers started side by side do not collide.
+    """
+    web_port = free_port()
+    env = {**os.environ, **settings.to_env(), "RFM_WEB_PORT": str(web_port)}
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "stream_app", "worker", "--loglevel", "info"],
@@ -64,7 +75,7 @@ def running_worker(settings: Settings, log_path: Path) -> Iterator[WorkerProcess
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    worker = WorkerProcess(process, log_path)
+    worker = WorkerProcess(process, log_path, web_port)
     try:
         yield worker
     finally:
