@@ -14,6 +14,7 @@ from stream_app.cli import stream as stream_cli
 from stream_app.cli.dlq import dlq
 from stream_app.cli.models import models, retrain_command
 from stream_app.cli.stack import stack
+from stream_app.cli.status import status
 
 __all__ = ["cli", "main", "settings_problem"]
 
@@ -29,6 +30,7 @@ cli.add_command(train)
 cli.add_command(models)
 cli.add_command(retrain_command)
 cli.add_command(dlq)
+cli.add_command(status)
 for command in (
     stream_cli.worker,
     stream_cli.replay,
