@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 import stream_app.service.retraining as retraining_module
 from model_training.model.refit import QualityGates
 from stream_app.core.effects import ItemDelta, OrderEffect
+from stream_app.observability.metrics import RETRAIN_OUTCOMES, WorkerMetrics
 from stream_app.service.retraining import Retrainer
 from stream_app.service.snapshot import rfm_snapshot
 from stream_app.store.coordination import Coordination
@@ -48,6 +49,18 @@ async def store() -> MemoryStore:
     await memory.apply(effects)
     await memory.advance_clock(NOW)
     return memory
+
+
+def attempts(metrics: WorkerMetrics) -> dict[str, float]:
+    """The retrain attempts the metrics counted, by outcome (outcomes not met left out)."""
+    counted = {
+        outcome: metrics.registry.get_sample_value(
+            "rfm_retrain_attempts_total", {"outcome": outcome}
+        )
+        or 0.0
+        for outcome in RETRAIN_OUTCOMES
+    }
+    return {outcome: count for outcome, count in counted.items() if count}
 
 
 async def make_retrainer(
@@ -86,10 +99,14 @@ async def test_nothing_happens_unless_asked_or_due(
 async def test_a_requested_retrain_publishes_and_records(
     tmp_path: Path, async_client: aioredis.Redis, store: MemoryStore
 ) -> None:
-    retrainer, registry, coordination = await make_retrainer(tmp_path, async_client, store)
+    metrics = WorkerMetrics()
+    retrainer, registry, coordination = await make_retrainer(
+        tmp_path, async_client, store, telemetry=metrics
+    )
     await coordination.request_retrain()
     version = await retrainer.maybe_retrain()
     assert version is not None and await registry.current_version() == version
+    assert attempts(metrics) == {"accepted": 1}
     attempt = await coordination.last_attempt()
     assert attempt["accepted"] is True and attempt["version"] == version
     assert attempt["customers"] == 300 and attempt["previous"] == V1
@@ -128,9 +145,13 @@ async def test_a_crash_midway_keeps_the_current_model(
         raise MemoryError("out of memory while fitting")
 
     monkeypatch.setattr(retraining_module, "retrain", crash)
-    retrainer, registry, coordination = await make_retrainer(tmp_path, async_client, store)
+    metrics = WorkerMetrics()
+    retrainer, registry, coordination = await make_retrainer(
+        tmp_path, async_client, store, telemetry=metrics
+    )
     await coordination.request_retrain()
     assert await retrainer.maybe_retrain() is None
+    assert attempts(metrics) == {"failed": 1}
     assert await registry.current_version() == V1
     attempt = await coordination.last_attempt()
     assert attempt["accepted"] is False
@@ -142,11 +163,13 @@ async def test_a_crash_midway_keeps_the_current_model(
 async def test_a_refused_model_is_not_published(
     tmp_path: Path, async_client: aioredis.Redis, store: MemoryStore
 ) -> None:
+    metrics = WorkerMetrics()
     retrainer, registry, coordination = await make_retrainer(
-        tmp_path, async_client, store, gates=QualityGates(min_silhouette=0.99)
+        tmp_path, async_client, store, gates=QualityGates(min_silhouette=0.99), telemetry=metrics
     )
     await coordination.request_retrain()
     assert await retrainer.maybe_retrain() is None
+    assert attempts(metrics) == {"refused": 1}
     assert await registry.current_version() == V1
     attempt = await coordination.last_attempt()
     assert attempt["accepted"] is False and "silhouette" in " ".join(attempt["reasons"])
