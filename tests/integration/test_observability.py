@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -19,19 +18,24 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import pytest
+from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from model_training.data.loading import load_transactions
 from model_training.data.synth import generate_transactions, write_transactions
 from model_training.pipeline import train
+from stream_app.cli.main import main
 from stream_app.core.events import SegmentChange
 from stream_app.devtools.network import free_port
 from stream_app.devtools.processes import ProcessInfo, terminate
 from stream_app.devtools.record import StackInfo
 from stream_app.devtools.servers import redis_url, start_redis
+from stream_app.exceptions import BrokerUnavailableError
 from stream_app.kafka.replay import publish_events, wait_until_processed
+from stream_app.kafka.status import render, stream_status
 from stream_app.service.order_events import build_events
 from stream_app.settings import Settings
 from tests.integration.conftest import UniqueNames
@@ -154,8 +158,12 @@ def test_metrics_count_what_the_worker_did(
     module: Module, replayed: list[dict[str, dict[tuple[tuple[str, str], ...], float]]]
 ) -> None:
     settings, worker = module.settings, module.worker
-    assert replayed, "no scrape while the replay ran"
-    assert _total(replayed[0], "rfm_events_total") <= len(module.events) + 1
+    # Scraped while the replay ran: the count of applied events only grows, and never
+    # passes what was published.
+    assert len(replayed) >= 2, "too few scrapes while the replay ran"
+    applied = [_one(scrape, "rfm_events_total", outcome="applied") for scrape in replayed]
+    assert applied == sorted(applied)
+    assert applied[-1] <= len(module.events)
 
     # Lag reaches 0 on every assigned partition once the replay is processed.
     def caught_up() -> bool:
@@ -199,27 +207,31 @@ def _distinct_changes(settings: Settings) -> int:
 
 
 def _served(module: Module) -> str:
-    beats = _status(module.settings, "--json")
-    workers = json.loads(beats.stdout)["workers"]
-    (beat,) = workers.values()
+    (beat,) = asyncio.run(stream_status(module.settings)).workers.values()
     return str(beat["version"])
 
 
-def _status(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stream_app", "status", *args],
-        env={**os.environ, **settings.to_env()},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def _status_command(settings: Settings) -> tuple[int, str, str]:
+    """Run ``rfm status --json`` in-process with these settings: exit code, stdout, stderr."""
+    runner = CliRunner()
+    argv = ["rfm", "status", "--json"]
+    with (
+        runner.isolation(env=settings.to_env()) as streams,
+        mock.patch.object(sys, "argv", argv),
+    ):
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        return code, streams[0].getvalue().decode(), streams[1].getvalue().decode()
 
 
 def test_rfm_status_shows_the_stream(module: Module, replayed: object) -> None:
     settings = module.settings
-    shown = _status(settings, "--json")
-    assert shown.returncode == 0, shown.stderr
-    status = json.loads(shown.stdout)
+    code, stdout, stderr = _status_command(settings)
+    assert code == 0, stderr
+    status = json.loads(stdout)
     assert status["total_lag"] == 0, status["lag"]
     assert len(status["lag"]) == settings.topic_partitions
     assert sum(part["end"] for part in status["lag"]) == len(module.events) + 1
@@ -228,15 +240,13 @@ def test_rfm_status_shows_the_stream(module: Module, replayed: object) -> None:
     assert [beat["version"] for beat in status["workers"].values()] == [status["model"]]
     assert status["clock"] is not None
 
-    text = _status(settings)
-    assert text.returncode == 0, text.stderr
-    assert f"serves {status['model']}" in text.stdout
-    assert "consumer lag    0" in text.stdout
+    text = render(asyncio.run(stream_status(settings)))
+    assert f"serves {status['model']}" in text
+    assert "consumer lag    0" in text
 
     unreachable = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"})
-    failed = _status(unreachable)
-    assert failed.returncode == 2
-    assert failed.stderr.strip().splitlines()[-1].startswith("error: cannot reach Kafka")
+    with pytest.raises(BrokerUnavailableError, match="cannot reach Kafka"):
+        asyncio.run(stream_status(unreachable))
 
 
 def test_ready_says_503_while_redis_is_away_and_200_when_it_is_back(module: Module) -> None:
