@@ -72,6 +72,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         # State lives in Redis; faust's own data directory only holds scratch files.
         "datadir": str(Path(tempfile.gettempdir()) / f"rfm-worker-{settings.app_id}"),
         "producer_acks": -1,
+        "producer_compression_type": settings.compression_type,
         # faust's default is 2.8 s: lag would read as non-zero that long after the work is done.
         "broker_commit_interval": settings.commit_interval_s,
     }
