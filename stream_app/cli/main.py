@@ -21,6 +21,7 @@ __all__ = ["cli", "main", "settings_problem"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rfm-segments", prog_name="rfm")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Real-time RFM customer segmentation."""
