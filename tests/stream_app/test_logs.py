@@ -7,11 +7,15 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from unittest import mock
 
 import pytest
+from click.testing import CliRunner
 
+from stream_app.cli.main import main
 from stream_app.service.processor import BatchProcessor
 from stream_app.settings import Clock
 from stream_app.store.memory import MemoryStore
@@ -49,28 +53,45 @@ def json_lines(lines: list[str]) -> list[dict[str, object]]:
     return records
 
 
-def test_a_worker_and_a_command_log_json_lines(tmp_path: Path) -> None:
+def test_a_worker_logs_json_lines(tmp_path: Path) -> None:
+    # It stops by itself on the broker that does not answer.
+    worker = start_rfm(tmp_path, "worker")
+    try:
+        _, stderr = worker.communicate(timeout=90)
+    finally:
+        worker.kill()
+    # A worker's stderr is all log lines: faust's, aiokafka's, ours.
+    records = json_lines(stderr.splitlines())
+    loggers = {str(record["logger"]) for record in records}
+    assert "faust.worker" in loggers and "aiokafka" in loggers, loggers
+    assert any("exc_info" in record for record in records)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put the root logger back as it was after a command configured it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    logging.captureWarnings(False)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_command_logs_json_lines(tmp_path: Path) -> None:
     history = tmp_path / "history.csv"
     history.write_text(
         f"{HEADER}\n536365,85123A,HEART,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
     )
-    # Both at once: each stops by itself on the broker that does not answer.
-    worker = start_rfm(tmp_path, "worker")
-    replay = start_rfm(tmp_path, "replay", "--input", str(history))
-    try:
-        _, worker_err = worker.communicate(timeout=90)
-        _, replay_err = replay.communicate(timeout=90)
-    finally:
-        worker.kill()
-        replay.kill()
-
-    # A worker's stderr is all log lines: faust's, aiokafka's, ours.
-    records = json_lines(worker_err.splitlines())
-    loggers = {str(record["logger"]) for record in records}
-    assert "faust.worker" in loggers and "aiokafka" in loggers, loggers
-    assert any("exc_info" in record for record in records)
-    # A command's own messages stay plain; its log lines (aiokafka's) are JSON.
-    lines = replay_err.splitlines()
+    env = {"RFM_LOG_FORMAT": "json", "RFM_KAFKA_BOOTSTRAP": "127.0.0.1:9"}
+    runner = CliRunner()
+    argv = ["rfm", "replay", "--input", str(history)]
+    with runner.isolation(env=env) as (_, err, _), mock.patch.object(sys, "argv", argv):
+        with pytest.raises(SystemExit):
+            main()
+        lines = err.getvalue().decode().splitlines()
+    # The command's own messages stay plain; its log lines (aiokafka's) are JSON.
     assert lines[-1].startswith("error: Kafka at 127.0.0.1:9")
     logged = json_lines([line for line in lines if line.startswith("{")])
     assert {str(record["logger"]) for record in logged} == {"aiokafka"}
