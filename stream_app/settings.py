@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -98,6 +99,9 @@ class Settings(BaseSettings):
         0.35, ge=0, le=1, description="Refuse a model that moves more customers than this"
     )
     web_port: int = Field(6066, description="Port of the worker's faust web server")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text, or as one JSON object per line"
+    )
     key_prefix: str = Field("rfm", description="Prefix of every Redis key")
     non_product_pattern: str = Field(
         NON_PRODUCT_PATTERN,
