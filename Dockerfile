@@ -1,4 +1,4 @@
-# The rfm command in a container: `docker run rfm-segments worker`, `... train --input ...`.
+# The rfm command in a container: `docker run --init rfm-segments worker`, `... train --input ...`.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,10 +8,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /src
 # The package only (see .dockerignore): tests, data and local state stay out of the image.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY stream_app ./stream_app
 COPY model_training ./model_training
-RUN pip install . && rm -rf /src
+# The library versions of constraints.txt (`make constraints`): a rebuilt image runs the same,
+# and the model artifacts, which record them, load.
+RUN pip install -c constraints.txt . && rm -rf /src
 
 # A non-root user. /models is created and owned here so that a named volume mounted on it
 # starts with this owner (Docker copies the mount point's ownership into a new volume).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -11,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from model_training.data.rules import NON_PRODUCT_PATTERN, ProductRule
 from stream_app.core.limits import Limits
 
-__all__ = ["Clock", "Settings"]
+__all__ = ["Clock", "Compression", "Settings"]
 
 
 class Clock(StrEnum):
@@ -19,6 +20,16 @@ class Clock(StrEnum):
 
     EVENT = "event"  # the largest event time seen (replays, tests)
     WALL = "wall"  # the machine's clock (live)
+
+
+class Compression(StrEnum):
+    """Codec of the messages the service publishes (it reads every codec whatever this is)."""
+
+    NONE = "none"
+    GZIP = "gzip"
+    SNAPPY = "snappy"
+    LZ4 = "lz4"
+    ZSTD = "zstd"
 
 
 class Settings(BaseSettings):
@@ -30,6 +41,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RFM_", frozen=True, extra="ignore")
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    kafka_compression: Compression = Field(
+        Compression.NONE,
+        description="Codec of the messages the workers and tools publish "
+        "(changes, dead letters, replayed orders); orders are read in any codec",
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis DSN")
     model_dir: Path = Field(Path("model"), description="Directory written by `rfm train`")
     orders_topic: str = "orders"
@@ -88,6 +104,9 @@ class Settings(BaseSettings):
     web_host: str = Field(
         "127.0.0.1", description="Address the worker's web server binds to (0.0.0.0: all)"
     )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text, or as one JSON object per line"
+    )
     key_prefix: str = Field("rfm", description="Prefix of every Redis key")
     non_product_pattern: str = Field(
         NON_PRODUCT_PATTERN,
@@ -142,9 +161,14 @@ class Settings(BaseSettings):
     def to_env(self) -> dict[str, str]:
         """The ``RFM_*`` environment variables that rebuild these settings in another process."""
         return {
-            f"RFM_{name.upper()}": str(value.value if isinstance(value, Clock) else value)
+            f"RFM_{name.upper()}": str(value.value if isinstance(value, StrEnum) else value)
             for name, value in self.model_dump().items()
         }
+
+    @property
+    def compression_type(self) -> str | None:
+        """The producers' ``compression_type`` (aiokafka's and faust's: ``None`` for none)."""
+        return None if self.kafka_compression is Compression.NONE else self.kafka_compression.value
 
     @property
     def kafka_url(self) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from stream_app.cli.base import current_settings
 from stream_app.core.events import DeadLetter
 from stream_app.kafka.dead_letter_topic import read_dead_letters
 from stream_app.kafka.replay import publish_events
@@ -61,7 +62,7 @@ def dlq_list(since: str | None, reason: str | None) -> None:
     and the size of the original message ("cut" when the dead letter keeps only its
     beginning) with its SHA-256.
     """
-    letters = _selected(Settings(), since, reason)
+    letters = _selected(current_settings(), since, reason)
     for letter in letters:
         size = "-" if letter.payload_bytes is None else f"{letter.payload_bytes} B"
         if letter.truncated:
@@ -91,7 +92,7 @@ def dlq_export(output: Path, since: str | None, reason: str | None) -> None:
     Fix an event in the file (its ``payload``), or replace the line by the fixed event
     itself, and send it again with ``rfm dlq resubmit``.
     """
-    letters = _selected(Settings(), since, reason)
+    letters = _selected(current_settings(), since, reason)
     with output.open("w", encoding="utf-8") as file:
         for letter in letters:
             file.write(letter.model_dump_json() + "\n")
@@ -113,7 +114,7 @@ def dlq_resubmit(input_path: Path) -> None:
     each such line is reported and nothing is published (exit code 2). An event whose id
     was applied before changes nothing (it counts as a duplicate).
     """
-    settings = Settings()
+    settings = current_settings()
     with input_path.open(encoding="utf-8", errors="replace") as file:
         result = read_resubmission(file, settings.product_rule, settings.limits, time.time())
     if result.problems:

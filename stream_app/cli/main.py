@@ -15,13 +15,20 @@ from stream_app.cli.dlq import dlq
 from stream_app.cli.models import models, retrain_command
 from stream_app.cli.stack import stack
 from stream_app.cli.status import status
+from stream_app.logs import configure_logging
+from stream_app.settings import Settings
 
 __all__ = ["cli", "main", "settings_problem"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+@click.version_option(package_name="rfm-segments", prog_name="rfm")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Real-time RFM customer segmentation."""
+    # Built once, before any command: a wrong RFM_* value ends every command alike.
+    settings = ctx.ensure_object(Settings)
+    configure_logging(settings.log_format)
 
 
 cli.add_command(stack)

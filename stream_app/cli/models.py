@@ -21,6 +21,7 @@ import pandas as pd
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from stream_app.cli.base import current_settings
 from stream_app.exceptions import ModelUnavailableError, StoreUnavailableError
 from stream_app.settings import Settings
 from stream_app.store.client import redis_client
@@ -51,7 +52,7 @@ async def _connected(settings: Settings) -> AsyncIterator[aioredis.Redis]:
 
 def _run(work: Callable[[ModelRegistry, Coordination], Awaitable[T]]) -> T:
     """Run ``work`` with the registry and the coordination keys of the configured deployment."""
-    settings = Settings()
+    settings = current_settings()
 
     async def run() -> T:
         async with _connected(settings) as client:

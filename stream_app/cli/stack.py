@@ -78,16 +78,11 @@ def up(directory: Path, kafka_port: int, redis_port: int, aof: bool, timeout: fl
         _note(f"stack already running in {directory}")
         click.echo(_exports(current.info))
         return
-    try:
-        info = local_stack.start(
-            directory,
-            kafka_port=kafka_port,
-            redis_port=redis_port,
-            aof=aof,
-            timeout=timeout,
-        )
-    except StackError as exc:
-        raise click.ClickException(str(exc)) from exc
+    # A StackError (no local broker installed, a server that does not start) ends `rfm`
+    # with one error line.
+    info = local_stack.start(
+        directory, kafka_port=kafka_port, redis_port=redis_port, aof=aof, timeout=timeout
+    )
     _note(f"broker  pid {info.kafka.pid:<7} {info.kafka_bootstrap:<28} log {info.kafka.log}")
     _note(f"redis   pid {info.redis.pid:<7} {info.redis_url:<28} log {info.redis.log}")
     _note(f"redis   {_persistence(info)}")

@@ -7,8 +7,8 @@ import json
 
 import click
 
+from stream_app.cli.base import current_settings
 from stream_app.kafka.status import render, stream_status
-from stream_app.settings import Settings
 
 __all__ = ["status"]
 
@@ -20,7 +20,7 @@ def status(as_json: bool) -> None:
 
     Exits with ``error:`` and code 2 when Redis or the broker cannot be reached.
     """
-    current = asyncio.run(stream_status(Settings()))
+    current = asyncio.run(stream_status(current_settings()))
     if as_json:
         click.echo(json.dumps(current.to_json(), indent=2, default=str))
     else:

@@ -12,6 +12,7 @@ from typing import TypeVar
 import click
 
 from model_training.exceptions import ModelArtifactError
+from stream_app.cli.base import current_settings
 from stream_app.core.events import SegmentChange, write_json_schemas
 from stream_app.core.history import segment_as_of
 from stream_app.core.scoring import SegmentModel
@@ -93,7 +94,7 @@ def worker(loglevel: str) -> None:
     """Run a stream worker (configured by the RFM_* environment variables)."""
     from stream_app.kafka.worker import run_worker
 
-    run_worker(Settings(), loglevel=loglevel)
+    run_worker(current_settings(), loglevel=loglevel)
 
 
 @click.command()
@@ -115,7 +116,7 @@ def replay(
     from stream_app.kafka.replay import publish_events, wait_until_processed
     from stream_app.service.order_events import plan_replay
 
-    settings = Settings()
+    settings = current_settings()
     click.echo(f"reading {input_path} ...", err=True)
     plan = plan_replay(input_path, shuffle_seed=shuffle_seed)
     dropped = ", ".join(
@@ -155,7 +156,7 @@ def bootstrap(input_path: Path, score: bool) -> None:
     """
     from stream_app.service.bootstrap import load_history
 
-    settings = Settings()
+    settings = current_settings()
     started = time.monotonic()
     model = asyncio.run(_serving_model(settings)) if score else None
     if score and model is None:
@@ -188,7 +189,7 @@ def bootstrap(input_path: Path, score: bool) -> None:
 @click.option("--as-of", "as_of", default=None, help="Also show the segment at this past date.")
 def customer(customer_id: str, history: bool, as_of: str | None) -> None:
     """Show one customer's RFM, segment and last order."""
-    settings = Settings()
+    settings = current_settings()
 
     async def work(store: RedisStore) -> None:
         state = await store.get(customer_id)
@@ -228,7 +229,7 @@ def customer(customer_id: str, history: bool, as_of: str | None) -> None:
 @click.command()
 def segments() -> None:
     """Count the customers in each segment."""
-    counts = _with_store(Settings(), segment_counts)
+    counts = _with_store(current_settings(), segment_counts)
     total = sum(counts.values())
     click.echo(f"{'segment':<20} {'customers':>10} {'share':>7}")
     for name, count in counts.most_common():
@@ -246,7 +247,7 @@ def segments() -> None:
 )
 def export(output: Path, t_ref: str | None) -> None:
     """Write the current state in the rfm.csv format of `rfm train`."""
-    settings = Settings()
+    settings = current_settings()
     reference = _parse_time(t_ref) if t_ref else None
     model = asyncio.run(_serving_model(settings))
 
@@ -300,7 +301,7 @@ def watch(
 
     asyncio.run(
         follow_changes(
-            Settings(),
+            current_settings(),
             show,
             from_beginning=from_beginning,
             limit=limit,
@@ -341,7 +342,7 @@ def clock() -> None:
 @clock.command("show")
 def clock_show() -> None:
     """Print the stream clock and how many customers are due to change segment by then."""
-    settings = Settings()
+    settings = current_settings()
 
     async def work(store: RedisStore) -> None:
         now = await _stream_now(settings, store)
@@ -363,7 +364,7 @@ def clock_set(to: str) -> None:
     """
     from stream_app.kafka.clock_events import set_clock
 
-    settings = Settings()
+    settings = current_settings()
     if settings.clock is Clock.WALL:
         raise click.UsageError("RFM_CLOCK=wall: the clock is the machine's, there is none to set")
     moment = datetime.fromtimestamp(_parse_time(to), tz=UTC)
@@ -382,7 +383,7 @@ def clock_advance(to: str) -> None:
     """Publish a clock event: workers move the event-time clock and re-score due customers."""
     from stream_app.kafka.clock_events import publish_clock_event
 
-    settings = Settings()
+    settings = current_settings()
     moment = datetime.fromtimestamp(_parse_time(to), tz=UTC)
     if problem := settings.limits.time_problem(moment.timestamp(), time.time()):
         raise click.UsageError(f"{problem}: workers would refuse it (RFM_MAX_EVENT_AHEAD_S)")

@@ -26,6 +26,7 @@ from model_training.model.artifact import load_model
 from model_training.pipeline import train
 from stream_app.core.events import SegmentChange
 from stream_app.devtools.network import free_port
+from stream_app.devtools.servers import find_tansu
 from stream_app.devtools.stack import LocalStack
 from stream_app.kafka.clock_events import publish_clock_event
 from stream_app.kafka.replay import publish_events, wait_until_processed
@@ -44,6 +45,7 @@ LATER_DAYS = 90
 
 def run_demo(output: Path, customers: int, seed: int, echo: Echo) -> bool:
     """Run the demo, writing everything under ``output``; True when stream and batch agree."""
+    find_tansu()  # the local broker is an extra: say so before minutes of work
     started = time.monotonic()
     output.mkdir(parents=True, exist_ok=True)
 

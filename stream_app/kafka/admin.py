@@ -71,12 +71,14 @@ async def ensure_stream_topics(settings: Settings) -> list[str]:
 
 @asynccontextmanager
 async def stream_producer(settings: Settings, **options: Any) -> AsyncIterator[AIOKafkaProducer]:
-    """A started producer (``acks="all"`` plus ``options``) for the stream's topics.
+    """A started producer (``acks="all"``, ``RFM_KAFKA_COMPRESSION``, plus ``options``) for
+    the stream's topics.
 
     The topics are created first if missing; the producer is stopped on exit, and Kafka
     errors inside the block become :class:`BrokerUnavailableError`.
     """
     await ensure_stream_topics(settings)
+    options.setdefault("compression_type", settings.compression_type)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", **options)
     try:
         await producer.start()

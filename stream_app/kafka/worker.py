@@ -32,6 +32,7 @@ from stream_app.kafka.admin import ensure_stream_topics
 from stream_app.kafka.publisher import FaustPublisher
 from stream_app.kafka.read_again import behind_committed, committed_positions, read_range
 from stream_app.kafka.web import WorkerViews
+from stream_app.logs import logging_config
 from stream_app.observability.metrics import WorkerMetrics
 from stream_app.service.inflight import InOrder
 from stream_app.service.model_source import ModelSource
@@ -77,6 +78,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         # State lives in Redis; faust's own data directory only holds scratch files.
         "datadir": str(Path(tempfile.gettempdir()) / f"rfm-worker-{settings.app_id}"),
         "producer_acks": -1,
+        "producer_compression_type": settings.compression_type,
         # faust's default is 2.8 s: lag would read as non-zero that long after the work is done.
         "broker_commit_interval": settings.commit_interval_s,
     }
@@ -175,12 +177,16 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         lost = behind_committed(await store.offsets(), committed)
         if lost:
             read = await processor.catch_up(lost)
-            log.warning("read %d order(s) again whose writes the store had lost", read)
+            log.warning(
+                "read %d order(s) again whose writes the store had lost",
+                read,
+                extra={"caught_up": read},
+            )
         await models.refresh()
         # Changes recorded by a worker that died before publishing them.
         pending = await processor.announce_pending()
         if pending:
-            log.info("published %d pending segment change(s)", pending)
+            log.info("published %d pending segment change(s)", pending, extra={"changes": pending})
 
     @app.task
     async def on_start() -> None:
@@ -214,7 +220,11 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         # Customers whose segment changes with time passing, taken from the due set.
         rescored = await wait_out(processor.decay, what="the decay step")
         if rescored:
-            log.info("re-scored %d customer(s) whose segment was due to change", rescored)
+            log.info(
+                "re-scored %d customer(s) whose segment was due to change",
+                rescored,
+                extra={"rescored": rescored},
+            )
 
     @app.timer(interval=TOPIC_CHECK_S)
     async def keep_topics() -> None:
@@ -343,7 +353,10 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run a worker until it is stopped (SIGINT/SIGTERM)."""
     shorten_fetch_wait(settings.fetch_wait_ms)
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    # faust configures logging as the worker starts: RFM_LOG_FORMAT=json hands it ours, which
+    # takes faust's and aiokafka's records too; text keeps faust's own lines.
+    json_logs = logging_config(loglevel.upper()) if settings.log_format == "json" else None
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, logging_config=json_logs)
     try:
         worker.execute_from_commandline()
     except SystemExit:

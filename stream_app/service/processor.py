@@ -94,6 +94,11 @@ class BatchOutcome:
             **self.skipped_lines,
         }
 
+    def log_fields(self) -> dict[str, int]:
+        """The batch's numbers as fields of its log line (``extra=``; keys in JSON logs)."""
+        fields = {name: value for name, value in vars(self).items() if isinstance(value, int)}
+        return {**fields, **self.skipped_lines}
+
 
 def new_epoch(wall_now: float) -> int:
     """The epoch of a store created at ``wall_now``: its time in seconds, shifted 20 bits.
@@ -274,10 +279,14 @@ class BatchProcessor:
                 )
                 outcome.changes = len(announced)
                 outcome.round_trips += trips
+        outcome.dead_letters = len(letters)
         if letters:
             await self.publisher.publish_dead_letters(letters)
-            log.warning("sent %d event(s) to the dead-letter topic", len(letters))
-        outcome.dead_letters = len(letters)
+            log.warning(
+                "sent %d event(s) to the dead-letter topic",
+                len(letters),
+                extra=outcome.log_fields(),
+            )
         outcome.round_trips += 1  # the call below
         outcome.publish_retries, self._publish_retries = self._publish_retries, 0
         await self._retry(
@@ -297,6 +306,16 @@ class BatchProcessor:
             },
             time.perf_counter() - started,
         )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "batch of %d event(s): %d applied, %d duplicate(s), %d dead-lettered, %d change(s)",
+                outcome.events,
+                outcome.applied,
+                outcome.duplicates,
+                outcome.dead_letters,
+                outcome.changes,
+                extra=outcome.log_fields(),
+            )
         return outcome
 
     def _behind(self, stored: dict[str, int | None]) -> dict[str, tuple[int, int]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from stream_app.settings import Clock, Settings
+from stream_app.settings import Clock, Compression, Settings
 
 
 @pytest.fixture(autouse=True)
@@ -111,6 +111,7 @@ def test_to_env_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
         session_timeout_s=12.5,
         web_port=7077,
         key_prefix="k",
+        kafka_compression=Compression.ZSTD,
     )
     for name, value in original.to_env().items():
         monkeypatch.setenv(name, value)
@@ -126,3 +127,10 @@ def test_kafka_url_single_host() -> None:
 def test_kafka_url_several_hosts() -> None:
     settings = Settings(kafka_bootstrap="k1:9092, k2:9093 ,k3:9094")
     assert settings.kafka_url == "kafka://k1:9092;kafka://k2:9093;kafka://k3:9094"
+
+
+def test_compression_names_the_producers_codec() -> None:
+    assert Settings().compression_type is None  # none by default
+    assert Settings(kafka_compression="zstd").compression_type == "zstd"
+    with pytest.raises(ValidationError, match="'gzip', 'snappy', 'lz4' or 'zstd'"):
+        Settings(kafka_compression="brotli")

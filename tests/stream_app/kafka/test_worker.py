@@ -1,4 +1,4 @@
-"""The worker's process: how it ends when one of our errors stops it."""
+"""The worker's process: how it ends when one of our errors stops it, and its faust options."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 
 from stream_app.exceptions import TopicCreationError
 from stream_app.kafka import worker
-from stream_app.settings import Settings
+from stream_app.kafka.worker import faust_options
+from stream_app.settings import Compression, Settings
 
 
 class _CrashingWorker:
@@ -38,3 +39,9 @@ def test_a_worker_stopped_by_our_error_ends_with_it(
     expected: type[BaseException] = TopicCreationError if ours else SystemExit
     with pytest.raises(expected):
         worker.run_worker(Settings(model_dir=tmp_path, app_id="rfm-test-crash"))
+
+
+def test_the_workers_producer_compresses_as_set() -> None:
+    assert faust_options(Settings())["producer_compression_type"] is None
+    options = faust_options(Settings(kafka_compression=Compression.LZ4))
+    assert options["producer_compression_type"] == "lz4"
