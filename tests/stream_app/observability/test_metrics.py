@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -55,6 +57,29 @@ def test_every_metric_is_registered_when_built() -> None:
     assert families(metrics) == FAMILIES
     assert sample(metrics, "rfm_events_total", outcome="dead_lettered") == 0.0
     assert sample(metrics, "rfm_model_info", version="") == 1.0
+
+
+def exported_names(metrics: WorkerMetrics) -> set[str]:
+    """Every sample name the registry may write, labelled series without a child yet too."""
+    suffixes = {
+        "counter": ("_total",),
+        "histogram": ("_bucket", "_sum", "_count"),
+        "info": ("_info",),
+        "gauge": ("",),
+    }
+    return {
+        family.name + suffix
+        for family in metrics.registry.collect()
+        for suffix in suffixes[family.type]
+    }
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_a_worker_exports() -> None:
+    dashboard = Path(__file__).parents[3] / "deploy" / "grafana" / "dashboards"
+    (path,) = dashboard.glob("*.json")
+    asked = set(re.findall(r"\brfm_[a-z_]+", path.read_text()))
+    assert asked
+    assert asked <= exported_names(WorkerMetrics())
 
 
 def test_two_workers_in_one_process_keep_their_own_registries() -> None:
