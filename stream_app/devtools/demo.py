@@ -132,7 +132,7 @@ async def _replay_and_watch(
     before = reasons["recency"]
     echo(f"      {LATER_DAYS} days pass without orders: rfm clock advance --to {later:%Y-%m-%d}")
     await publish_clock_event(settings, later)
-    async with RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix) as store:
+    async with RedisStore.from_settings(settings) as store:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             clock = await store.clock()
@@ -151,7 +151,7 @@ async def _replay_and_watch(
 async def _summarise(
     settings: Settings, batch: pd.DataFrame, t_ref: datetime, output: Path, echo: Echo
 ) -> bool:
-    async with RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix) as store:
+    async with RedisStore.from_settings(settings) as store:
         counts = await segment_counts(store)
         model = load_model(settings.model_dir)
         stream = await export_frame(store, t_ref.timestamp(), model)

@@ -91,8 +91,21 @@ def test_is_frozen() -> None:
 
 
 def test_to_env_names_every_field_with_the_prefix() -> None:
-    env = Settings().to_env()
-    assert set(env) == {f"RFM_{name.upper()}" for name in Settings.model_fields}
+    settings = Settings()
+    env = settings.to_env()
+    # Settings left unset (None) stay unset in the other process.
+    unset = {name for name in Settings.model_fields if getattr(settings, name) is None}
+    assert unset == {
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        "redis_ssl_ca_certs",
+    }
+    assert set(env) == {
+        f"RFM_{name.upper()}" for name in Settings.model_fields if name not in unset
+    }
     assert env["RFM_CLOCK"] == "event"
     assert env["RFM_TOPIC_PARTITIONS"] == "4"
     assert all(isinstance(value, str) for value in env.values())
