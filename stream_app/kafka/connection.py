@@ -139,7 +139,9 @@ async def started(settings: Settings, client: Client) -> Client:
     """
     try:
         await client.start()
-    except KafkaError as exc:
+    # aiokafka logs why each bootstrap server failed and raises "Unable to bootstrap"; a
+    # SCRAM refusal escapes as a KeyError or ValueError (see _refusal).
+    except (KafkaError, KeyError, ValueError) as exc:
         await check_broker(settings)
         raise BrokerUnavailableError(
             f"Kafka at {settings.kafka_bootstrap} does not answer: {exc}"
@@ -167,7 +169,7 @@ async def check_broker(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -
             connection = await create_conn(
                 host, int(port), request_timeout_ms=int(timeout_s * 1000), **options
             )
-        except (TimeoutError, OSError, KafkaError, ValueError) as exc:
+        except (TimeoutError, OSError, KafkaError, ValueError, KeyError) as exc:
             refusal = _refusal(settings, address.strip(), exc)
             if refusal is not None:
                 raise BrokerAccessError(refusal) from exc
@@ -199,9 +201,10 @@ def _refusal(settings: Settings, address: str, exc: BaseException) -> str | None
             f"Kafka at {address}: TLS failed ({exc.reason or exc}); check "
             "RFM_KAFKA_SECURITY_PROTOCOL (does the listener speak TLS?) and RFM_KAFKA_SSL_*"
         )
-    # A SCRAM exchange with a wrong password may also end in a signature the client rejects.
+    # aiokafka's SCRAM exchange fails with a ValueError (a signature it rejects) or a
+    # KeyError (a final server message carrying an error instead of the signature).
     if isinstance(exc, _SASL_REFUSALS) or (
-        isinstance(exc, ValueError) and settings.kafka_security_protocol.uses_sasl
+        isinstance(exc, ValueError | KeyError) and settings.kafka_security_protocol.uses_sasl
     ):
         return (
             f"Kafka at {address} refused the SASL credentials of user "
