@@ -21,9 +21,9 @@ import pandas as pd
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from stream_app.exceptions import ModelUnavailableError, StoreUnavailableError
+from stream_app.exceptions import ModelUnavailableError, StoreAccessError, StoreUnavailableError
 from stream_app.settings import Settings
-from stream_app.store.client import configured_client, redacted_url
+from stream_app.store.client import access_problem, configured_client, redacted_url
 from stream_app.store.coordination import Coordination
 from stream_app.store.keys import Keys
 from stream_app.store.registry import ModelRegistry
@@ -41,6 +41,9 @@ async def _connected(settings: Settings) -> AsyncIterator[aioredis.Redis]:
         try:
             await client.ping()
         except RedisError as exc:
+            problem = access_problem(exc)
+            if problem is not None:
+                raise StoreAccessError(problem) from exc
             raise StoreUnavailableError(
                 f"cannot reach Redis at {redacted_url(settings.redis_url)} ({exc}); "
                 "check RFM_REDIS_URL"

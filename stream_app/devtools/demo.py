@@ -32,6 +32,7 @@ from stream_app.kafka.watch import follow_changes
 from stream_app.service.export import export_frame, segment_counts, write_export
 from stream_app.service.order_events import build_events
 from stream_app.settings import Settings
+from stream_app.store.client import redacted_url
 from stream_app.store.redis_store import RedisStore
 
 __all__ = ["run_demo"]
@@ -72,7 +73,7 @@ def run_demo(output: Path, customers: int, seed: int, echo: Echo) -> bool:
         settings = stack.settings(
             model_dir=model_dir, app_id="rfm-demo", key_prefix="demo", session_timeout_s=6.0
         )
-        echo(f"      kafka {settings.kafka_bootstrap}, redis {settings.redis_url}")
+        echo(f"      kafka {settings.kafka_bootstrap}, redis {redacted_url(settings.redis_url)}")
         stage("4/6 starting a worker")
         log_path = output / "worker.log"
         with log_path.open("wb") as log:
