@@ -33,6 +33,7 @@ from stream_app.kafka.watch import follow_changes
 from stream_app.service.export import export_frame, segment_counts, write_export
 from stream_app.service.order_events import build_events
 from stream_app.settings import Settings
+from stream_app.store.client import redacted_url
 from stream_app.store.redis_store import RedisStore
 
 __all__ = ["run_demo"]
@@ -74,7 +75,7 @@ def run_demo(output: Path, customers: int, seed: int, echo: Echo) -> bool:
         settings = stack.settings(
             model_dir=model_dir, app_id="rfm-demo", key_prefix="demo", session_timeout_s=6.0
         )
-        echo(f"      kafka {settings.kafka_bootstrap}, redis {settings.redis_url}")
+        echo(f"      kafka {settings.kafka_bootstrap}, redis {redacted_url(settings.redis_url)}")
         stage("4/6 starting a worker")
         log_path = output / "worker.log"
         with log_path.open("wb") as log:
@@ -134,7 +135,7 @@ async def _replay_and_watch(
     before = reasons["recency"]
     echo(f"      {LATER_DAYS} days pass without orders: rfm clock advance --to {later:%Y-%m-%d}")
     await publish_clock_event(settings, later)
-    async with RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix) as store:
+    async with RedisStore.from_settings(settings) as store:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             clock = await store.clock()
@@ -153,7 +154,7 @@ async def _replay_and_watch(
 async def _summarise(
     settings: Settings, batch: pd.DataFrame, t_ref: datetime, output: Path, echo: Echo
 ) -> bool:
-    async with RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix) as store:
+    async with RedisStore.from_settings(settings) as store:
         counts = await segment_counts(store)
         model = load_model(settings.model_dir)
         stream = await export_frame(store, t_ref.timestamp(), model)
