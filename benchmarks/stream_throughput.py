@@ -31,12 +31,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from model_training.pipeline import train
 from stream_app.core.events import SegmentChange
 from stream_app.devtools.network import free_port
 from stream_app.devtools.stack import LocalStack
+from stream_app.kafka import connection
 from stream_app.kafka.admin import ensure_stream_topics
 from stream_app.kafka.replay import publish_events, wait_until_processed
 from stream_app.service.order_events import plan_replay
@@ -60,7 +60,7 @@ def round_trips_per_batch(settings: Settings) -> float:
     """Redis round trips per batch of orders, from the worker's counters."""
 
     async def read() -> dict[str, int]:
-        async with RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix) as store:
+        async with RedisStore.from_settings(settings) as store:
             return await store.counters()
 
     counters = asyncio.run(read())
@@ -139,9 +139,9 @@ async def latency_run(
     await ensure_stream_topics(settings)
     sent: dict[bytes, float] = {}
     latencies: list[float] = []
-    consumer = AIOKafkaConsumer(
+    consumer = connection.consumer(
+        settings,
         settings.changes_topic,
-        bootstrap_servers=settings.kafka_bootstrap,
         auto_offset_reset="latest",
         group_id=None,
         # As short a fetch wait as the worker's: aiokafka's default (500 ms) would add up to
@@ -163,7 +163,7 @@ async def latency_run(
                         latencies.append(now - sent[message.key])
 
     receiver = asyncio.create_task(receive())
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0)
+    producer = connection.producer(settings, linger_ms=0)
     await producer.start()
     started = time.monotonic()
     for number, (key, value) in enumerate(events):

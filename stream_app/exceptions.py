@@ -9,6 +9,7 @@ from __future__ import annotations
 from model_training.exceptions import RFMError
 
 __all__ = [
+    "BrokerAccessError",
     "BrokerUnavailableError",
     "ModelUnavailableError",
     "ReferenceTimeError",
@@ -16,6 +17,7 @@ __all__ = [
     "StackError",
     "StackNotFoundError",
     "StackStartError",
+    "StoreAccessError",
     "StoreDataError",
     "StoreLostError",
     "StoreUnavailableError",
@@ -116,4 +118,23 @@ class TopicCreationError(StreamError):
     A worker creates those topics when they are missing, also when a broker comes back without
     them. Create them by hand (``RFM_TOPIC_PARTITIONS`` partitions), or let the worker's
     credentials create topics, then start the worker again.
+    """
+
+
+class BrokerAccessError(StreamError):
+    """Kafka answered but refused this client: its SASL credentials, or a TLS certificate
+    that ``RFM_KAFKA_SSL_CAFILE`` does not trust.
+
+    Not an outage: trying again changes nothing, so workers and commands stop at start-up.
+    The message names the settings to fix (``RFM_KAFKA_SECURITY_PROTOCOL``,
+    ``RFM_KAFKA_SASL_*``, ``RFM_KAFKA_SSL_*``).
+    """
+
+
+class StoreAccessError(StreamError):
+    """Redis answered but refused this client: the user or password of ``RFM_REDIS_URL``,
+    a TLS certificate that ``RFM_REDIS_SSL_CA_CERTS`` does not trust, or an ACL that does not
+    allow a command or key the service uses.
+
+    Not an outage: trying again changes nothing, so workers and commands stop at start-up.
     """

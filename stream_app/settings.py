@@ -6,13 +6,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model_training.data.rules import NON_PRODUCT_PATTERN, ProductRule
 from stream_app.core.limits import Limits
 
-__all__ = ["Clock", "Compression", "Settings"]
+__all__ = ["Clock", "Compression", "KafkaSecurity", "SaslMechanism", "Settings"]
 
 
 class Clock(StrEnum):
@@ -32,6 +32,33 @@ class Compression(StrEnum):
     ZSTD = "zstd"
 
 
+class KafkaSecurity(StrEnum):
+    """How clients reach Kafka: in the clear or over TLS, with or without SASL."""
+
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether the connection is encrypted (and the broker's certificate checked)."""
+        return self in (KafkaSecurity.SSL, KafkaSecurity.SASL_SSL)
+
+    @property
+    def uses_sasl(self) -> bool:
+        """Whether the client authenticates with a user name and password."""
+        return self in (KafkaSecurity.SASL_PLAINTEXT, KafkaSecurity.SASL_SSL)
+
+
+class SaslMechanism(StrEnum):
+    """The SASL mechanisms a user name and password can log in with."""
+
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
 class Settings(BaseSettings):
     """Every setting of the service. Built once at start-up and passed down.
 
@@ -46,7 +73,33 @@ class Settings(BaseSettings):
         description="Codec of the messages the workers and tools publish "
         "(changes, dead letters, replayed orders); orders are read in any codec",
     )
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis DSN")
+    kafka_security_protocol: KafkaSecurity = Field(
+        KafkaSecurity.PLAINTEXT, description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        SaslMechanism.PLAIN, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL_* only)"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name (SASL_* only)")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (SASL_* only)")
+    kafka_ssl_cafile: FilePath | None = Field(
+        None,
+        description="CA certificates (PEM) the broker's certificate is checked against "
+        "(SSL, SASL_SSL; default: the system's)",
+    )
+    kafka_ssl_certfile: FilePath | None = Field(
+        None, description="Client certificate (PEM) for brokers that ask for one"
+    )
+    kafka_ssl_keyfile: FilePath | None = Field(None, description="Private key of the certificate")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis DSN: redis:// or rediss:// (TLS), ACL user as "
+        "rediss://USER:PASSWORD@HOST:PORT/DB",
+    )
+    redis_ssl_ca_certs: FilePath | None = Field(
+        None,
+        description="CA certificates (PEM) Redis's certificate is checked against "
+        "(rediss:// only; default: the system's)",
+    )
     model_dir: Path = Field(Path("model"), description="Directory written by `rfm train`")
     orders_topic: str = "orders"
     changes_topic: str = "segment-changes"
@@ -143,6 +196,43 @@ class Settings(BaseSettings):
         ProductRule(value)  # raises ValueError with the reason
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent_security(self) -> Settings:
+        protocol = self.kafka_security_protocol
+        # A setting that would be silently ignored is refused: it says the deployment is not
+        # what its operator thinks it is.
+        if protocol.uses_sasl and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(
+                f"RFM_KAFKA_SECURITY_PROTOCOL={protocol} needs RFM_KAFKA_SASL_USERNAME and "
+                "RFM_KAFKA_SASL_PASSWORD"
+            )
+        if not protocol.uses_sasl and (self.kafka_sasl_username or self.kafka_sasl_password):
+            raise ValueError(
+                "RFM_KAFKA_SASL_USERNAME / RFM_KAFKA_SASL_PASSWORD are set but "
+                f"RFM_KAFKA_SECURITY_PROTOCOL={protocol} does not use SASL "
+                "(SASL_PLAINTEXT or SASL_SSL)"
+            )
+        files = (self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+        if not protocol.uses_tls and any(files):
+            raise ValueError(
+                "RFM_KAFKA_SSL_* files are set but "
+                f"RFM_KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS (SSL or SASL_SSL)"
+            )
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ValueError("RFM_KAFKA_SSL_KEYFILE is set without RFM_KAFKA_SSL_CERTFILE")
+        if self.redis_ssl_ca_certs and not self.redis_url.startswith("rediss://"):
+            raise ValueError(
+                "RFM_REDIS_SSL_CA_CERTS is set but RFM_REDIS_URL is not a rediss:// (TLS) URL"
+            )
+        return self
+
     @property
     def limits(self) -> Limits:
         """The sanity bounds of order events."""
@@ -161,8 +251,9 @@ class Settings(BaseSettings):
     def to_env(self) -> dict[str, str]:
         """The ``RFM_*`` environment variables that rebuild these settings in another process."""
         return {
-            f"RFM_{name.upper()}": str(value.value if isinstance(value, StrEnum) else value)
+            f"RFM_{name.upper()}": _env_value(value)
             for name, value in self.model_dump().items()
+            if value is not None  # unset: the child process leaves it unset too
         }
 
     @property
@@ -175,3 +266,12 @@ class Settings(BaseSettings):
         """The broker address in faust's ``kafka://`` form."""
         hosts = ";".join(f"kafka://{host.strip()}" for host in self.kafka_bootstrap.split(","))
         return hosts
+
+
+def _env_value(value: object) -> str:
+    """A setting's value as an environment variable holds it (secrets in the clear)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, StrEnum):
+        return value.value
+    return str(value)

@@ -17,6 +17,7 @@ from stream_app.cli.stack import stack
 from stream_app.cli.status import status
 from stream_app.logs import configure_logging
 from stream_app.settings import Settings
+from stream_app.store.client import redacted_url
 
 __all__ = ["cli", "main", "settings_problem"]
 
@@ -82,6 +83,22 @@ def settings_problem(exc: ValidationError) -> str:
     RFM_TOPIC_PARTITIONS=0: Input should be greater than or equal to 1
     """
     first = exc.errors()[0]
-    name = "RFM_" + "_".join(str(part) for part in first["loc"]).upper()
     message = first["msg"].removeprefix("Value error, ")
-    return f"{name}={first['input']}: {message}"
+    if not first["loc"]:
+        # A rule across settings: its message names the variables.
+        return message
+    field = "_".join(str(part) for part in first["loc"])
+    return f"RFM_{field.upper()}={_shown(field, first['input'])}: {message}"
+
+
+#: Settings whose value is never shown, even when it is the wrong one.
+_SECRETS = frozenset({"kafka_sasl_password"})
+
+
+def _shown(field: str, value: object) -> str:
+    """A wrong setting's value as the error line shows it: secrets hidden."""
+    if field in _SECRETS:
+        return "**********"
+    if field == "redis_url" and isinstance(value, str):
+        return redacted_url(value)
+    return str(value)

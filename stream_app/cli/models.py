@@ -22,9 +22,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from stream_app.cli.base import current_settings
-from stream_app.exceptions import ModelUnavailableError, StoreUnavailableError
+from stream_app.exceptions import ModelUnavailableError, StoreAccessError, StoreUnavailableError
 from stream_app.settings import Settings
-from stream_app.store.client import redis_client
+from stream_app.store.client import access_problem, configured_client, redacted_url
 from stream_app.store.coordination import Coordination
 from stream_app.store.keys import Keys
 from stream_app.store.registry import ModelRegistry
@@ -37,13 +37,17 @@ T = TypeVar("T")
 @asynccontextmanager
 async def _connected(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     """A client of ``RFM_REDIS_URL`` that has answered a PING; closed at exit."""
-    client = redis_client(settings.redis_url)
+    client = configured_client(settings)
     try:
         try:
             await client.ping()
         except RedisError as exc:
+            problem = access_problem(exc)
+            if problem is not None:
+                raise StoreAccessError(problem) from exc
             raise StoreUnavailableError(
-                f"cannot reach Redis at {settings.redis_url} ({exc}); check RFM_REDIS_URL"
+                f"cannot reach Redis at {redacted_url(settings.redis_url)} ({exc}); "
+                "check RFM_REDIS_URL"
             ) from exc
         yield client
     finally:

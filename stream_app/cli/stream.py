@@ -20,7 +20,7 @@ from stream_app.exceptions import ReferenceTimeError
 from stream_app.service.export import export_frame, segment_counts, write_export
 from stream_app.service.model_source import load_serving_model
 from stream_app.settings import Clock, Settings
-from stream_app.store.client import redis_client
+from stream_app.store.client import configured_client
 from stream_app.store.keys import Keys
 from stream_app.store.redis_store import RedisStore
 from stream_app.store.registry import ModelRegistry
@@ -43,7 +43,7 @@ T = TypeVar("T")
 
 def _with_store(settings: Settings, work: Callable[[RedisStore], Awaitable[T]]) -> T:
     async def run() -> T:
-        async with RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix) as store:
+        async with RedisStore.from_settings(settings) as store:
             await store.ping()
             return await work(store)
 
@@ -77,7 +77,7 @@ def _format_time(epoch: float | None) -> str:
 
 async def _serving_model(settings: Settings) -> SegmentModel | None:
     """The model the workers serve (the registry's current version), else RFM_MODEL_DIR's."""
-    client = redis_client(settings.redis_url)
+    client = configured_client(settings)
     try:
         registry = ModelRegistry(settings.model_dir, client, Keys(settings.key_prefix))
         return await load_serving_model(registry, settings.model_dir)

@@ -34,6 +34,7 @@ from stream_app.kafka.watch import follow_changes
 from stream_app.service.export import export_frame, segment_counts, write_export
 from stream_app.service.order_events import build_events
 from stream_app.settings import Settings
+from stream_app.store.client import redacted_url
 from stream_app.store.redis_store import RedisStore
 
 __all__ = ["run_demo"]
@@ -80,7 +81,7 @@ def run_demo(output: Path, customers: int, seed: int, echo: Echo) -> bool:
             # Not 6066: a worker already running on this machine keeps its port.
             web_port=free_port(),
         )
-        echo(f"      kafka {settings.kafka_bootstrap}, redis {settings.redis_url}")
+        echo(f"      kafka {settings.kafka_bootstrap}, redis {redacted_url(settings.redis_url)}")
         echo(f"      worker metrics at http://{settings.web_host}:{settings.web_port}/metrics")
         stage("4/6 starting a worker")
         log_path = output / "worker.log"
@@ -141,7 +142,7 @@ async def _replay_and_watch(
     before = reasons["recency"]
     echo(f"      {LATER_DAYS} days pass without orders: rfm clock advance --to {later:%Y-%m-%d}")
     await publish_clock_event(settings, later)
-    async with RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix) as store:
+    async with RedisStore.from_settings(settings) as store:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             clock = await store.clock()
@@ -160,7 +161,7 @@ async def _replay_and_watch(
 async def _summarise(
     settings: Settings, batch: pd.DataFrame, t_ref: datetime, output: Path, echo: Echo
 ) -> bool:
-    async with RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix) as store:
+    async with RedisStore.from_settings(settings) as store:
         counts = await segment_counts(store)
         model = load_model(settings.model_dir)
         stream = await export_frame(store, t_ref.timestamp(), model)

@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 
 from stream_app.exceptions import BrokerUnavailableError, TopicCreationError
+from stream_app.kafka.connection import admin_client, consumer, producer, started
 from stream_app.settings import Settings
 
 __all__ = [
@@ -26,7 +27,7 @@ __all__ = [
 _TOPIC_ALREADY_EXISTS = 36
 
 
-async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> list[str]:
+async def ensure_topics(settings: Settings, names: Iterable[str], partitions: int) -> list[str]:
     """Create the topics that do not exist yet (existing ones are left as they are).
 
     Returns the names of the topics created.
@@ -35,12 +36,15 @@ async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -
     ------
     BrokerUnavailableError
         The broker does not answer.
+    BrokerAccessError
+        The broker refused this client (credentials, TLS).
     TopicCreationError
         The broker refused to create one of them.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    bootstrap = settings.kafka_bootstrap
+    admin = admin_client(settings)
     try:
-        await admin.start()
+        await started(settings, admin)
         existing = set(await admin.list_topics())
         missing = [NewTopic(name, partitions, 1) for name in names if name not in existing]
         if not missing:
@@ -63,7 +67,7 @@ async def ensure_stream_topics(settings: Settings) -> list[str]:
     Returns the names of the topics created (see :func:`ensure_topics`).
     """
     return await ensure_topics(
-        settings.kafka_bootstrap,
+        settings,
         [settings.orders_topic, settings.changes_topic, settings.dlq_topic],
         settings.topic_partitions,
     )
@@ -79,36 +83,34 @@ async def stream_producer(settings: Settings, **options: Any) -> AsyncIterator[A
     """
     await ensure_stream_topics(settings)
     options.setdefault("compression_type", settings.compression_type)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", **options)
+    client = producer(settings, acks="all", **options)
     try:
-        await producer.start()
-        yield producer
+        yield await started(settings, client)
     except KafkaError as exc:
         raise BrokerUnavailableError(
             f"cannot publish to {settings.kafka_bootstrap}: {exc}"
         ) from exc
     finally:
-        await producer.stop()
+        await client.stop()
 
 
 async def committed_offsets(
-    bootstrap: str, group: str, partitions: Iterable[TopicPartition]
+    settings: Settings, group: str, partitions: Iterable[TopicPartition]
 ) -> Mapping[TopicPartition, int]:
     """The offsets ``group`` has committed (-1 where it has committed none)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
+    bootstrap = settings.kafka_bootstrap
+    reader = consumer(settings, group_id=group, enable_auto_commit=False)
     try:
-        await consumer.start()
+        await started(settings, reader)
         result = {}
         for partition in partitions:
-            offset = await consumer.committed(partition)
+            offset = await reader.committed(partition)
             result[partition] = -1 if offset is None else int(offset)
         return result
     except KafkaError as exc:
         raise BrokerUnavailableError(f"Kafka at {bootstrap} does not answer: {exc}") from exc
     finally:
-        await consumer.stop()
+        await reader.stop()
 
 
 async def read_partitions(
@@ -140,46 +142,46 @@ async def read_partitions(
     BrokerUnavailableError
         The broker does not answer, or reading makes no progress for ``stall_s`` seconds.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    reader = consumer(
+        settings,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=max_partition_fetch_bytes,
     )
     try:
-        await consumer.start()
+        await started(settings, reader)
         if ranges is None:
-            partitions = consumer.partitions_for_topic(topic)
+            partitions = reader.partitions_for_topic(topic)
             if not partitions:
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(topic)
+                await reader._client.force_metadata_update()
+                partitions = reader.partitions_for_topic(topic)
             ranges = dict.fromkeys(sorted(partitions or ()), (None, None))
         assigned = [TopicPartition(topic, number) for number in ranges]
         if not assigned:
             return {}
-        consumer.assign(assigned)
-        held = await consumer.end_offsets(assigned)
+        reader.assign(assigned)
+        held = await reader.end_offsets(assigned)
         ends: dict[TopicPartition, int] = {}
         for tp in assigned:
             first, end = ranges[tp.partition]
             ends[tp] = held[tp] if end is None else min(end, held[tp])
             if first is None:
-                await consumer.seek_to_beginning(tp)
+                await reader.seek_to_beginning(tp)
             else:
-                consumer.seek(tp, first)
+                reader.seek(tp, first)
         read: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {tp: [] for tp in assigned}
-        remaining = {tp for tp in assigned if await consumer.position(tp) < ends[tp]}
+        remaining = {tp for tp in assigned if await reader.position(tp) < ends[tp]}
         progress = time.monotonic()
         while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=1000)
+            batches = await reader.getmany(*remaining, timeout_ms=1000)
             for tp, records in batches.items():
                 kept = [record for record in records if record.offset < ends[tp]]
                 read[tp].extend(kept)
                 if kept:
                     progress = time.monotonic()
             for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
+                if await reader.position(tp) >= ends[tp]:
                     remaining.discard(tp)
             if remaining and time.monotonic() - progress > stall_s:
                 raise BrokerUnavailableError(
@@ -192,4 +194,4 @@ async def read_partitions(
             f"Kafka at {settings.kafka_bootstrap} does not answer: {exc}"
         ) from exc
     finally:
-        await consumer.stop()
+        await reader.stop()

@@ -35,7 +35,7 @@ async def set_clock(settings: Settings, moment: datetime, model: SegmentModel | 
     the new clock (changes with reason ``recency``, published to the changes topic) and gets
     a new due time. Returns how many customers changed segment (0 without a model).
     """
-    async with RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix) as store:
+    async with RedisStore.from_settings(settings) as store:
         await store.ping()
         await store.set_clock(moment.timestamp())
         return await rescore_everyone(settings, store, model, "recency")

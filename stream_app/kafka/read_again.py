@@ -45,7 +45,7 @@ async def committed_positions(settings: Settings) -> dict[str, int]:
     partitions = [
         TopicPartition(settings.orders_topic, number) for number in range(settings.topic_partitions)
     ]
-    committed = await committed_offsets(settings.kafka_bootstrap, settings.app_id, partitions)
+    committed = await committed_offsets(settings, settings.app_id, partitions)
     return {f"{tp.topic}:{tp.partition}": offset for tp, offset in committed.items()}
 
 

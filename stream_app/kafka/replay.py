@@ -69,7 +69,7 @@ async def wait_until_processed(
     """
     started = time.monotonic()
     while True:
-        committed = await committed_offsets(settings.kafka_bootstrap, settings.app_id, targets)
+        committed = await committed_offsets(settings, settings.app_id, targets)
         behind = {tp: end - committed[tp] for tp, end in targets.items() if committed[tp] < end}
         if not behind:
             return time.monotonic() - started

@@ -16,9 +16,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from stream_app.exceptions import BrokerUnavailableError, StoreUnavailableError
+from stream_app.kafka import connection
 from stream_app.kafka.admin import committed_offsets
 from stream_app.settings import Settings
-from stream_app.store.client import redis_client, redis_errors
+from stream_app.store.client import configured_client, redacted_url, redis_errors
 from stream_app.store.coordination import Coordination
 from stream_app.store.keys import Keys
 from stream_app.store.redis_store import RedisStore
@@ -79,7 +80,7 @@ async def stream_status(settings: Settings) -> StreamStatus:
         The broker does not answer.
     """
     keys = Keys(settings.key_prefix)
-    client = redis_client(settings.redis_url)
+    client = configured_client(settings)
     store = RedisStore(client, keys)
     try:
         try:
@@ -87,7 +88,8 @@ async def stream_status(settings: Settings) -> StreamStatus:
                 await client.ping()
         except StoreUnavailableError as exc:
             raise StoreUnavailableError(
-                f"cannot reach Redis at {settings.redis_url} ({exc}); check RFM_REDIS_URL"
+                f"cannot reach Redis at {redacted_url(settings.redis_url)} ({exc}); "
+                "check RFM_REDIS_URL"
             ) from exc
         coordination = Coordination(client, keys)
         status = StreamStatus(
@@ -108,14 +110,12 @@ async def stream_status(settings: Settings) -> StreamStatus:
 
 async def _offsets(settings: Settings) -> tuple[list[PartitionLag], int]:
     """The lag of the group per orders partition, and the messages the DLQ topic holds."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
-    )
+    consumer = connection.consumer(settings, group_id=None, enable_auto_commit=False)
     try:
-        await consumer.start()
+        await connection.started(settings, consumer)
         orders = _partitions(consumer, settings.orders_topic)
         letters = _partitions(consumer, settings.dlq_topic)
-        committed = await committed_offsets(settings.kafka_bootstrap, settings.app_id, orders)
+        committed = await committed_offsets(settings, settings.app_id, orders)
         firsts = await consumer.beginning_offsets(orders + letters) if orders or letters else {}
         starts = {tp: max(committed.get(tp, -1), firsts[tp]) for tp in orders + letters}
         ends = await _high_watermarks(consumer, starts)

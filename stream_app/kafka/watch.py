@@ -6,13 +6,13 @@ import time
 import uuid
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from stream_app.core.events import SegmentChange
 from stream_app.exceptions import BrokerUnavailableError
 from stream_app.kafka.admin import ensure_topics
+from stream_app.kafka.connection import consumer, started
 from stream_app.settings import Settings
 
 __all__ = ["follow_changes"]
@@ -31,12 +31,10 @@ async def follow_changes(
     Stops after ``limit`` changes, or after ``idle_timeout_s`` seconds without one.
     Each watcher reads every partition on its own (no consumer group), so several can run.
     """
-    await ensure_topics(
-        settings.kafka_bootstrap, [settings.changes_topic], settings.topic_partitions
-    )
-    consumer = AIOKafkaConsumer(
+    await ensure_topics(settings, [settings.changes_topic], settings.topic_partitions)
+    reader = consumer(
+        settings,
         settings.changes_topic,
-        bootstrap_servers=settings.kafka_bootstrap,
         group_id=None,
         client_id=f"rfm-watch-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest" if from_beginning else "latest",
@@ -44,10 +42,10 @@ async def follow_changes(
     )
     seen = 0
     try:
-        await consumer.start()
+        await started(settings, reader)
         quiet_since = time.monotonic()
         while limit is None or seen < limit:
-            batches = await consumer.getmany(timeout_ms=500)
+            batches = await reader.getmany(timeout_ms=500)
             if not batches:
                 if idle_timeout_s is not None and time.monotonic() - quiet_since > idle_timeout_s:
                     break
@@ -66,5 +64,5 @@ async def follow_changes(
     except KafkaError as exc:
         raise BrokerUnavailableError(f"cannot read {settings.changes_topic}: {exc}") from exc
     finally:
-        await consumer.stop()
+        await reader.stop()
     return seen

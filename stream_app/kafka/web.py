@@ -23,6 +23,7 @@ from stream_app.observability.metrics import CONTENT_TYPE, WorkerMetrics
 from stream_app.observability.probes import Readiness, readiness
 from stream_app.service.model_source import ModelSource
 from stream_app.service.ports import CustomerStore
+from stream_app.settings import Settings
 from stream_app.store.client import redis_client, redis_errors
 
 __all__ = ["PING_TIMEOUT_S", "WorkerViews"]
@@ -42,10 +43,8 @@ class WorkerViews:
     ----------
     app
         The faust app (its consumer tells the partitions assigned and their high watermarks).
-    orders_topic
-        The topic whose lag is measured.
-    redis_url
-        The Redis to PING for ``/ready``.
+    settings
+        The orders topic (whose lag is measured) and the Redis to PING for ``/ready``.
     store
         Read for the stream clock, due customers and segment sizes.
     models
@@ -61,8 +60,7 @@ class WorkerViews:
     def __init__(
         self,
         app: faust.App,
-        orders_topic: str,
-        redis_url: str,
+        settings: Settings,
         store: CustomerStore,
         models: ModelSource,
         processed: Callable[[], Mapping[str, int]],
@@ -70,14 +68,18 @@ class WorkerViews:
         metrics: WorkerMetrics,
     ) -> None:
         self.app = app
-        self.orders_topic = orders_topic
+        self.orders_topic = settings.orders_topic
         self.store = store
         self.models = models
         self.processed = processed
         self.started = started
         self.metrics = metrics
         self._ping_client: Redis = redis_client(
-            redis_url, retries=0, socket_timeout_s=PING_TIMEOUT_S, connect_timeout_s=PING_TIMEOUT_S
+            settings.redis_url,
+            ca_certs=settings.redis_ssl_ca_certs,
+            retries=0,
+            socket_timeout_s=PING_TIMEOUT_S,
+            connect_timeout_s=PING_TIMEOUT_S,
         )
 
     def install(self) -> None:

@@ -27,8 +27,9 @@ import faust
 
 from model_training.exceptions import RFMError
 from model_training.model.refit import QualityGates
-from stream_app.exceptions import BrokerUnavailableError
+from stream_app.exceptions import BrokerUnavailableError, StoreUnavailableError
 from stream_app.kafka.admin import ensure_stream_topics
+from stream_app.kafka.connection import check_broker, faust_credentials
 from stream_app.kafka.publisher import FaustPublisher
 from stream_app.kafka.read_again import behind_committed, committed_positions, read_range
 from stream_app.kafka.web import WorkerViews
@@ -42,13 +43,20 @@ from stream_app.service.processor import BatchProcessor, DecodedBatch
 from stream_app.service.rescoring import ModelRescore
 from stream_app.service.retraining import Retrainer
 from stream_app.settings import Settings
-from stream_app.store.client import redis_client
+from stream_app.store.client import configured_client
 from stream_app.store.coordination import Coordination
 from stream_app.store.keys import Keys
 from stream_app.store.redis_store import RedisStore
 from stream_app.store.registry import ModelRegistry
 
-__all__ = ["create_app", "faust_options", "raw_topic", "run_worker", "settle_garbage_collector"]
+__all__ = [
+    "check_access",
+    "create_app",
+    "faust_options",
+    "raw_topic",
+    "run_worker",
+    "settle_garbage_collector",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +74,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     """The faust app's configuration for these settings (shared with the benchmark's agent)."""
     return {
         "broker": settings.kafka_url,
+        "broker_credentials": faust_credentials(settings),
         "store": "memory://",
         "topic_partitions": settings.topic_partitions,
         "broker_session_timeout": settings.session_timeout_s,
@@ -105,10 +114,10 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     changes = raw_topic(app, settings.changes_topic, settings.topic_partitions)
     dead_letters = raw_topic(app, settings.dlq_topic, settings.topic_partitions)
 
-    store = RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix)
+    store = RedisStore.from_settings(settings)
     keys = Keys(settings.key_prefix)
     # The model pointer and the coordination keys; the customer state has the store's client.
-    client = redis_client(settings.redis_url)
+    client = configured_client(settings)
     registry = ModelRegistry(settings.model_dir, client, keys)
     coordination = Coordination(client, keys)
     models = ModelSource(registry, settings.model_dir, settings.non_product_pattern)
@@ -158,8 +167,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     wait_out = partial(outlast, on_outage=metrics.outage)
     WorkerViews(
         app,
-        settings.orders_topic,
-        settings.redis_url,
+        settings,
         store,
         models,
         processor.processed_offsets,
@@ -349,8 +357,42 @@ def shorten_fetch_wait(wait_ms: int) -> None:
     aiokafka.AIOKafkaConsumer.__init__ = init  # type: ignore[method-assign]
 
 
+def check_access(settings: Settings) -> None:
+    """Stop before the worker starts when Kafka or Redis refuses this client.
+
+    A wrong password or an untrusted certificate would otherwise be retried for ever, as
+    an outage is. A broker or a Redis that does not answer yet is waited for later, as usual.
+
+    Raises
+    ------
+    BrokerAccessError, StoreAccessError
+        The message names the settings to fix.
+    """
+
+    async def check() -> None:
+        try:
+            await check_broker(settings)
+        except BrokerUnavailableError as exc:
+            log.warning("%s; waiting for it", exc)
+        store = RedisStore.from_settings(settings)
+        try:
+            await store.ping()
+        except StoreUnavailableError as exc:
+            log.warning("%s; waiting for it", exc)
+        finally:
+            await store.close()
+
+    # A loop of its own, closed before faust sets up the worker's.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(check())
+    finally:
+        loop.close()
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run a worker until it is stopped (SIGINT/SIGTERM)."""
+    check_access(settings)
     shorten_fetch_wait(settings.fetch_wait_ms)
     app = create_app(settings)
     # faust configures logging as the worker starts: RFM_LOG_FORMAT=json hands it ours, which

@@ -16,14 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
+    AuthenticationError,
     ClusterDownError,
     ConnectionError,
     MasterDownError,
+    NoPermissionError,
     ReadOnlyError,
     RedisError,
     ResponseError,
@@ -31,15 +36,26 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from stream_app.exceptions import StoreDataError, StoreLostError, StoreUnavailableError
+from stream_app.exceptions import (
+    StoreAccessError,
+    StoreDataError,
+    StoreLostError,
+    StoreUnavailableError,
+)
 from stream_app.store.packing import packed_pool
+
+if TYPE_CHECKING:
+    from stream_app.settings import Settings
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
     "HEALTH_CHECK_INTERVAL_S",
     "RETRIES",
     "SOCKET_TIMEOUT_S",
+    "access_problem",
+    "configured_client",
     "is_transient",
+    "redacted_url",
     "redis_client",
     "redis_errors",
 ]
@@ -67,11 +83,12 @@ _RETRIED_ERRORS: tuple[type[RedisError], ...] = (ConnectionError, TimeoutError)
 def redis_client(
     url: str,
     *,
+    ca_certs: Path | None = None,
     retries: int = RETRIES,
     socket_timeout_s: float = SOCKET_TIMEOUT_S,
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
 ) -> aioredis.Redis:
-    """Create an async client of the Redis at ``url`` (a ``redis://`` DSN).
+    """Create an async client of the Redis at ``url`` (a ``redis://`` or ``rediss://`` DSN).
 
     Replies are decoded to ``str``. Nothing connects until the first command; close the
     client with ``await client.aclose()``.
@@ -79,7 +96,11 @@ def redis_client(
     Parameters
     ----------
     url
-        The DSN, e.g. ``redis://127.0.0.1:6379/0`` (``RFM_REDIS_URL``).
+        The DSN, e.g. ``redis://127.0.0.1:6379/0`` (``RFM_REDIS_URL``); an ACL user as
+        ``rediss://USER:PASSWORD@HOST:PORT/0``.
+    ca_certs
+        With a ``rediss://`` URL: the CA certificates (PEM) the server's certificate must be
+        signed by (``RFM_REDIS_SSL_CA_CERTS``); None: the system's.
     retries
         Times a command is sent again after a connection error or a timeout.
     socket_timeout_s, connect_timeout_s
@@ -113,8 +134,14 @@ def redis_client(
         health_check_interval=HEALTH_CHECK_INTERVAL_S,
         # TCP keepalive notices a peer that vanished; a Unix socket has no such option.
         **({} if url.startswith("unix://") else {"socket_keepalive": True}),
+        **({"ssl_ca_certs": str(ca_certs)} if ca_certs is not None else {}),
     )
     return aioredis.Redis.from_pool(pool)
+
+
+def configured_client(settings: Settings) -> aioredis.Redis:
+    """The client of the Redis the settings name (``RFM_REDIS_URL``, ``RFM_REDIS_SSL_CA_CERTS``)."""
+    return redis_client(settings.redis_url, ca_certs=settings.redis_ssl_ca_certs)
 
 
 #: Replies that say Redis cannot serve now (out of memory, loading, failing over, unable to
@@ -125,19 +152,66 @@ _TRANSIENT_ERRORS = (
     TimeoutError,
     ClusterDownError,
     MasterDownError,
+    NoPermissionError,
     ReadOnlyError,
     TryAgainError,
 )
 
 
+def redacted_url(url: str) -> str:
+    """``url`` with its password hidden, for logs and messages.
+
+    >>> redacted_url("rediss://rfm:s3cret@redis.example.com:6380/0")
+    'rediss://rfm:***@redis.example.com:6380/0'
+    >>> redacted_url("redis://127.0.0.1:6379/0")
+    'redis://127.0.0.1:6379/0'
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def access_problem(exc: RedisError) -> str | None:
+    """What to fix when Redis refused this client (not an outage); None for other errors.
+
+    >>> access_problem(AuthenticationError("invalid username-password pair"))
+    'Redis refused the user or password of RFM_REDIS_URL (invalid username-password pair)'
+    >>> access_problem(ConnectionError("Connection refused")) is None
+    True
+    """
+    if isinstance(exc, AuthenticationError):
+        return f"Redis refused the user or password of RFM_REDIS_URL ({exc})"
+    if isinstance(exc, NoPermissionError):
+        return (
+            f"the ACL user of RFM_REDIS_URL may not run a command or touch a key the service "
+            f"needs ({exc}); allow the commands and the keys ~RFM_KEY_PREFIX:*"
+        )
+    if isinstance(exc, ResponseError) and str(exc).startswith("NOAUTH"):
+        return f"Redis needs a user and password in RFM_REDIS_URL ({exc})"
+    if isinstance(exc, ConnectionError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return f"TLS certificate of Redis not trusted by RFM_REDIS_SSL_CA_CERTS ({exc})"
+    if isinstance(exc, ConnectionError) and "WRONG_VERSION_NUMBER" in str(exc):
+        return f"Redis does not speak TLS there: use redis:// in RFM_REDIS_URL ({exc})"
+    return None
+
+
 def is_transient(exc: RedisError) -> bool:
     """Whether a Redis error may go away by itself (the call is worth sending again).
+
+    A refusal of this client (its password, its certificate, its ACL) is not.
 
     >>> is_transient(ConnectionError("reset")), is_transient(ResponseError("OOM no memory"))
     (True, True)
     >>> is_transient(ResponseError("WRONGTYPE Operation against a key"))
     False
+    >>> is_transient(AuthenticationError("invalid username-password pair"))
+    False
     """
+    if access_problem(exc) is not None:
+        return False
     if isinstance(exc, _TRANSIENT_ERRORS):
         return True
     return isinstance(exc, ResponseError) and str(exc).startswith(_TRANSIENT_REPLIES)
@@ -159,10 +233,15 @@ def redis_errors() -> Iterator[None]:
         sending it again would fail again.
     StoreLostError
         A script found the store epoch gone or changed (``RFMLOST``): the store was wiped.
+    StoreAccessError
+        Redis refused this client: its password, its TLS certificate or its ACL.
     """
     try:
         yield
     except RedisError as exc:
+        problem = access_problem(exc)
+        if problem is not None:
+            raise StoreAccessError(problem) from exc
         message = f"Redis call failed ({type(exc).__name__}: {exc})"
         if isinstance(exc, ResponseError) and str(exc).startswith("RFMLOST"):
             raise StoreLostError(str(exc).removeprefix("RFMLOST ")) from exc

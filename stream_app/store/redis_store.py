@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.asyncio as aioredis
 
 from stream_app.core.effects import OrderEffect
 from stream_app.core.state import CustomerState, ItemTotals
 from stream_app.service.ports import DUE_LEASE_S, AppliedBatch, SegmentUpdate
-from stream_app.store.client import redis_client
+from stream_app.store.client import configured_client, redis_client
 from stream_app.store.keys import Keys
 from stream_app.store.round_trip import RoundTrip, Script, call, lua_script
+
+if TYPE_CHECKING:
+    from stream_app.settings import Settings
 
 __all__ = ["RedisStore", "decode_state"]
 
@@ -131,14 +135,19 @@ class RedisStore:
         self._segment_counts = lua_script(client, "segment_counts.lua")
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "rfm") -> RedisStore:
-        """Connect to the Redis at ``url`` (a ``redis://`` DSN).
+    def from_url(cls, url: str, prefix: str = "rfm", *, ca_certs: Path | None = None) -> RedisStore:
+        """Connect to the Redis at ``url`` (a ``redis://`` or ``rediss://`` DSN).
 
         Use it as ``async with RedisStore.from_url(...) as store:`` to close it after use.
         The client comes from :func:`~stream_app.store.client.redis_client` (timeouts, and
-        retries after connection errors).
+        retries after connection errors); ``ca_certs`` checks a ``rediss://`` server.
         """
-        return cls(redis_client(url), Keys(prefix))
+        return cls(redis_client(url, ca_certs=ca_certs), Keys(prefix))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisStore:
+        """The store the settings name (``RFM_REDIS_URL``, its CA file and key prefix)."""
+        return cls(configured_client(settings), Keys(settings.key_prefix))
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import TypeVar
 
 import pandas as pd
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from stream_app.core.events import SegmentChange
 from stream_app.core.state import CustomerState
 from stream_app.devtools.network import free_port
+from stream_app.kafka import connection
 from stream_app.kafka.replay import publish_events, wait_until_processed
 from stream_app.service.export import export_frame
 from stream_app.settings import Settings
@@ -96,7 +97,7 @@ def on_store(settings: Settings, work: Callable[[RedisStore], Awaitable[T]]) -> 
     """Run ``work`` on the settings' store and return its result."""
 
     async def run() -> T:
-        async with RedisStore.from_url(settings.redis_url, prefix=settings.key_prefix) as store:
+        async with RedisStore.from_settings(settings) as store:
             return await work(store)
 
     return asyncio.run(run())
@@ -130,8 +131,8 @@ def read_topic(settings: Settings, topic: str, idle_s: float = 3.0) -> list[tupl
     """Every message of ``topic`` from the beginning, in partition order."""
 
     async def run() -> list[tuple[bytes, bytes]]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+        consumer = connection.consumer(
+            settings,
             group_id=None,
             auto_offset_reset="earliest",
             enable_auto_commit=False,

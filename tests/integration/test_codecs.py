@@ -20,6 +20,7 @@ from aiokafka.record.memory_records import MemoryRecords
 from model_training.data.loading import load_transactions
 from model_training.data.synth import generate_transactions, write_transactions
 from stream_app.kafka.admin import ensure_stream_topics
+from stream_app.kafka.connection import client_options
 from stream_app.kafka.replay import wait_until_processed
 from stream_app.service.bootstrap import bootstrap_states
 from stream_app.service.order_events import build_events
@@ -72,7 +73,7 @@ def _publish(settings: Settings, events: list[tuple[bytes, bytes]]) -> dict[Topi
 
 async def _batch_codecs(settings: Settings, topic: str) -> set[int]:
     """The codec of every record batch stored on ``topic`` (read raw, not decompressed)."""
-    client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap)
+    client = AIOKafkaClient(**client_options(settings))
     await client.bootstrap()
     try:
         await client.force_metadata_update()

@@ -245,7 +245,7 @@ def test_rfm_status_shows_the_stream(module: Module, replayed: object) -> None:
     assert "consumer lag    0" in text
 
     unreachable = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"})
-    with pytest.raises(BrokerUnavailableError, match="cannot reach Kafka"):
+    with pytest.raises(BrokerUnavailableError, match=r"Kafka at .* does not answer"):
         asyncio.run(stream_status(unreachable))
 
 

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 
 from model_training.data.loading import load_transactions
 from model_training.data.synth import generate_transactions, write_transactions
@@ -37,6 +36,7 @@ from stream_app.devtools.servers import (
     start_server,
 )
 from stream_app.exceptions import StackError, StreamError
+from stream_app.kafka import connection
 from stream_app.kafka.replay import publish_events, wait_until_processed
 from stream_app.service.bootstrap import bootstrap_states
 from stream_app.service.order_events import build_events
@@ -182,7 +182,7 @@ class Publishing:
 
 def _topics(settings: Settings) -> set[str]:
     async def run() -> set[str]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        admin = connection.admin_client(settings)
         await admin.start()
         try:
             return set(await admin.list_topics())
@@ -197,7 +197,7 @@ def _publish_orders(settings: Settings, events: list[tuple[bytes, bytes]]) -> No
 
     async def run() -> None:
         targets: dict[TopicPartition, int] = {}
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        producer = connection.producer(settings, acks="all")
         await producer.start()
         try:
             futures = [

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 import redis
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from click.testing import CliRunner
 
 from stream_app.cli.main import cli
@@ -26,6 +25,8 @@ from stream_app.devtools import stack as local_stack
 from stream_app.devtools.processes import ProcessInfo
 from stream_app.devtools.record import StackInfo
 from stream_app.devtools.stack import LocalStack
+from stream_app.kafka import connection
+from stream_app.settings import Settings
 
 if TYPE_CHECKING:  # fixtures come from pytest; the import is for the annotation only
     from tests.integration.conftest import UniqueNames
@@ -99,9 +100,10 @@ def test_session_stack_answers(stack: StackInfo, redis_url: str) -> None:
 async def test_broker_answers_and_creates_topics(
     kafka_bootstrap: str, unique_names: UniqueNames
 ) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    settings = Settings(kafka_bootstrap=kafka_bootstrap)
+    admin = connection.admin_client(settings)
     await admin.start()
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    producer = connection.producer(settings)
     await producer.start()
     try:
         created = unique_names.topic("created")
@@ -247,7 +249,7 @@ class _Worker:
 
 
 async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> float:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    producer = connection.producer(Settings(kafka_bootstrap=bootstrap), linger_ms=5)
     await producer.start()
     try:
         began = time.monotonic()
@@ -280,7 +282,7 @@ async def test_faust_worker_consumes_and_resumes_from_committed_offsets(
     first, second = 300, 200
     topic = unique_names.topic("orders")
     prefix = unique_names.key_prefix
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = connection.admin_client(Settings(kafka_bootstrap=kafka_bootstrap))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -91,8 +92,21 @@ def test_is_frozen() -> None:
 
 
 def test_to_env_names_every_field_with_the_prefix() -> None:
-    env = Settings().to_env()
-    assert set(env) == {f"RFM_{name.upper()}" for name in Settings.model_fields}
+    settings = Settings()
+    env = settings.to_env()
+    # Settings left unset (None) stay unset in the other process.
+    unset = {name for name in Settings.model_fields if getattr(settings, name) is None}
+    assert unset == {
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        "redis_ssl_ca_certs",
+    }
+    assert set(env) == {
+        f"RFM_{name.upper()}" for name in Settings.model_fields if name not in unset
+    }
     assert env["RFM_CLOCK"] == "event"
     assert env["RFM_TOPIC_PARTITIONS"] == "4"
     assert all(isinstance(value, str) for value in env.values())
@@ -134,3 +148,91 @@ def test_compression_names_the_producers_codec() -> None:
     assert Settings(kafka_compression="zstd").compression_type == "zstd"
     with pytest.raises(ValidationError, match="'gzip', 'snappy', 'lz4' or 'zstd'"):
         Settings(kafka_compression="brotli")
+
+
+@pytest.fixture
+def pem(tmp_path: Path) -> Path:
+    """A file to stand for a certificate (Settings only checks that it exists)."""
+    path = tmp_path / "ca.pem"
+    path.write_text("-----BEGIN CERTIFICATE-----\n")
+    return path
+
+
+def test_security_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch, pem: Path) -> None:
+    monkeypatch.setenv("RFM_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("RFM_KAFKA_SASL_MECHANISM", "SCRAM-SHA-256")
+    monkeypatch.setenv("RFM_KAFKA_SASL_USERNAME", "rfm")
+    monkeypatch.setenv("RFM_KAFKA_SASL_PASSWORD", "pw-0b7c")
+    monkeypatch.setenv("RFM_KAFKA_SSL_CAFILE", str(pem))
+    monkeypatch.setenv("RFM_REDIS_URL", "rediss://rfm:pw-redis@cache:6380/0")
+    monkeypatch.setenv("RFM_REDIS_SSL_CA_CERTS", str(pem))
+    settings = Settings()
+    assert settings.kafka_security_protocol == "SASL_SSL"
+    assert settings.kafka_sasl_mechanism == "SCRAM-SHA-256"
+    assert settings.kafka_sasl_password is not None
+    assert settings.kafka_sasl_password.get_secret_value() == "pw-0b7c"
+    assert "pw-0b7c" not in repr(settings) and "pw-0b7c" not in str(settings)
+    assert settings.kafka_ssl_cafile == settings.redis_ssl_ca_certs == pem
+
+
+def test_to_env_passes_the_password_itself(monkeypatch: pytest.MonkeyPatch, pem: Path) -> None:
+    original = Settings(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="rfm",
+        kafka_sasl_password="pw-0b7c",
+        kafka_ssl_cafile=pem,
+    )
+    env = original.to_env()
+    assert env["RFM_KAFKA_SASL_PASSWORD"] == "pw-0b7c"
+    assert env["RFM_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert env["RFM_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert "RFM_KAFKA_SSL_CERTFILE" not in env  # unset stays unset
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == original
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"kafka_security_protocol": "SASL_SSL", "kafka_sasl_username": "rfm"},
+            "RFM_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs RFM_KAFKA_SASL_USERNAME and "
+            "RFM_KAFKA_SASL_PASSWORD",
+        ),
+        (
+            {"kafka_security_protocol": "SASL_PLAINTEXT", "kafka_sasl_password": "pw"},
+            "needs RFM_KAFKA_SASL_USERNAME",
+        ),
+        (
+            {"kafka_sasl_username": "rfm", "kafka_sasl_password": "pw"},
+            "RFM_KAFKA_SECURITY_PROTOCOL=PLAINTEXT does not use SASL",
+        ),
+        ({"kafka_ssl_cafile": "PEM"}, "RFM_KAFKA_SECURITY_PROTOCOL=PLAINTEXT does not use TLS"),
+        (
+            {"kafka_security_protocol": "SASL_PLAINTEXT", "kafka_sasl_username": "rfm",
+             "kafka_sasl_password": "pw", "kafka_ssl_cafile": "PEM"},
+            "RFM_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT does not use TLS",
+        ),
+        (
+            {"kafka_security_protocol": "SSL", "kafka_ssl_keyfile": "PEM"},
+            "RFM_KAFKA_SSL_KEYFILE is set without RFM_KAFKA_SSL_CERTFILE",
+        ),
+        ({"redis_ssl_ca_certs": "PEM"}, "RFM_REDIS_URL is not a rediss:// (TLS) URL"),
+        ({"redis_url": "http://cache:6379"}, "expected a redis://, rediss:// or unix:// URL"),
+        ({"kafka_security_protocol": "TLS"}, "'PLAINTEXT', 'SSL', 'SASL_PLAINTEXT' or 'SASL_SSL'"),
+        ({"kafka_sasl_mechanism": "GSSAPI"}, "'PLAIN', 'SCRAM-SHA-256' or 'SCRAM-SHA-512'"),
+    ],
+)  # fmt: skip
+def test_security_settings_that_cannot_work_are_refused(
+    values: dict[str, str], message: str, pem: Path
+) -> None:
+    given = {name: str(pem) if value == "PEM" else value for name, value in values.items()}
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        Settings(**given)  # type: ignore[arg-type]
+
+
+def test_a_certificate_file_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="kafka_ssl_cafile"):
+        Settings(kafka_security_protocol="SSL", kafka_ssl_cafile=tmp_path / "missing.pem")

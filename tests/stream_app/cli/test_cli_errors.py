@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from stream_app.cli.main import cli
+from stream_app.cli.main import cli, settings_problem
+from stream_app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[3]
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
@@ -84,3 +86,38 @@ def test_train_with_a_missing_file(tmp_path: Path) -> None:
     error = assert_one_error_line(result, path)
     assert "no such file" in error
     assert not (output / "model.joblib").exists()
+
+
+def _problem(**values: object) -> str:
+    with pytest.raises(ValidationError) as raised:
+        Settings(**values)  # type: ignore[arg-type]
+    return settings_problem(raised.value)
+
+
+def test_a_settings_problem_never_shows_a_password() -> None:
+    # A rule across settings names the variables, not their values.
+    assert _problem(kafka_sasl_username="rfm", kafka_sasl_password="pw-9d1e") == (
+        "RFM_KAFKA_SASL_USERNAME / RFM_KAFKA_SASL_PASSWORD are set but "
+        "RFM_KAFKA_SECURITY_PROTOCOL=PLAINTEXT does not use SASL (SASL_PLAINTEXT or SASL_SSL)"
+    )
+    assert _problem(kafka_sasl_password=["pw-9d1e"]).startswith(
+        "RFM_KAFKA_SASL_PASSWORD=**********: "
+    )
+    shown = _problem(redis_url="http://rfm:pw-9d1e@cache:6379/0")
+    assert shown.startswith("RFM_REDIS_URL=http://rfm:***@cache:6379/0: ")
+
+
+def test_a_sasl_protocol_without_credentials_is_one_error_line() -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("RFM_")}
+    env["RFM_KAFKA_SECURITY_PROTOCOL"] = "SASL_SSL"
+    env["RFM_KAFKA_SASL_PASSWORD"] = "pw-9d1e"
+    result = subprocess.run(
+        [sys.executable, "-m", "stream_app", "segments"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: RFM_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs RFM_KAFKA_SASL_USERNAME and "
+        "RFM_KAFKA_SASL_PASSWORD"
+    ]
+    assert "pw-9d1e" not in result.stdout + result.stderr

@@ -7,15 +7,27 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis.exceptions import ConnectionError, TimeoutError
+import trustme
+from redis.exceptions import (
+    AuthenticationError,
+    ConnectionError,
+    NoPermissionError,
+    RedisError,
+    ResponseError,
+    TimeoutError,
+)
 
 import stream_app
-from stream_app.exceptions import StoreDataError, StoreUnavailableError
+from stream_app.exceptions import StoreAccessError, StoreDataError, StoreUnavailableError
+from stream_app.settings import Settings
 from stream_app.store.client import (
     CONNECT_TIMEOUT_S,
     HEALTH_CHECK_INTERVAL_S,
     RETRIES,
     SOCKET_TIMEOUT_S,
+    configured_client,
+    is_transient,
+    redacted_url,
     redis_client,
     redis_errors,
 )
@@ -184,3 +196,61 @@ async def test_a_refused_call_is_a_data_error_not_an_outage(private_redis_url: s
     finally:
         await connection.delete("rfm-test:text")
         await connection.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("rediss://rfm:pw-5e1a@cache.example.com:6380/0", "rediss://rfm:***@cache.example.com:6380/0"),
+        ("redis://:pw-5e1a@cache:6379/2", "redis://:***@cache:6379/2"),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("unix:///run/redis.sock?db=1", "unix:///run/redis.sock?db=1"),
+    ],
+)  # fmt: skip
+def test_urls_are_shown_without_their_password(url: str, shown: str) -> None:
+    assert redacted_url(url) == shown
+
+
+async def test_a_tls_client_checks_the_server_against_the_ca_file(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    client = configured_client(
+        Settings(
+            redis_url="rediss://rfm:pw@cache.example.com:6380/0",
+            redis_ssl_ca_certs=_ca_file(ca),
+        )
+    )
+    try:
+        options = client.get_connection_kwargs()
+        assert options["ssl_ca_certs"] == str(ca)
+        assert (options["username"], options["password"]) == ("rfm", "pw")
+        assert client.connection_pool.connection_class.__name__ == "PackedSSLConnection"
+    finally:
+        await client.aclose()
+    plain = configured_client(Settings())
+    try:
+        assert "ssl_ca_certs" not in plain.get_connection_kwargs()
+    finally:
+        await plain.aclose()
+
+
+def _ca_file(path: Path) -> Path:
+    trustme.CA().cert_pem.write_to_path(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("error", "names"),
+    [
+        (AuthenticationError("invalid username-password pair"), "RFM_REDIS_URL"),
+        (ResponseError("NOAUTH Authentication required."), "RFM_REDIS_URL"),
+        (NoPermissionError("this user has no permissions to run the 'flushall' command"),
+         "~RFM_KEY_PREFIX:*"),
+        (ConnectionError("Error 1 connecting to cache:6380. [SSL: CERTIFICATE_VERIFY_FAILED] "
+                         "certificate verify failed"), "RFM_REDIS_SSL_CA_CERTS"),
+    ],
+)  # fmt: skip
+def test_refusals_are_not_outages(error: RedisError, names: str) -> None:
+    assert not is_transient(error)
+    with pytest.raises(StoreAccessError) as raised, redis_errors():
+        raise error
+    assert names in str(raised.value)
