@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError
 from stream_app.exceptions import BrokerUnavailableError, StoreUnavailableError
 from stream_app.kafka import connection
 from stream_app.kafka.admin import committed_offsets
-from stream_app.settings import Settings
+from stream_app.settings import Clock, Settings
 from stream_app.store.client import configured_client, redacted_url, redis_errors
 from stream_app.store.coordination import Coordination
 from stream_app.store.keys import Keys
@@ -50,7 +50,8 @@ class StreamStatus:
     workers: dict[str, dict[str, Any]]
     #: The version every worker should serve (the registry's pointer), or None.
     model: str | None
-    #: The stream clock (epoch seconds), or None before the first event.
+    #: The stream clock (epoch seconds; the machine's on ``RFM_CLOCK=wall``), or None before
+    #: the first event.
     clock: float | None
     due: int
     #: The last retrain attempt as recorded (empty: none yet).
@@ -95,7 +96,7 @@ async def stream_status(settings: Settings) -> StreamStatus:
         status = StreamStatus(
             workers=await coordination.workers(),
             model=await ModelRegistry(settings.model_dir, client, keys).current_version(),
-            clock=await store.clock(),
+            clock=time.time() if settings.clock is Clock.WALL else await store.clock(),
             due=await store.due_count(),
             last_retrain=await coordination.last_attempt(),
             orders_topic=settings.orders_topic,

@@ -23,7 +23,7 @@ from stream_app.observability.metrics import CONTENT_TYPE, WorkerMetrics
 from stream_app.observability.probes import Readiness, readiness
 from stream_app.service.model_source import ModelSource
 from stream_app.service.ports import CustomerStore
-from stream_app.settings import Settings
+from stream_app.settings import Clock, Settings
 from stream_app.store.client import redis_client, redis_errors
 
 __all__ = ["PING_TIMEOUT_S", "WorkerViews"]
@@ -69,6 +69,7 @@ class WorkerViews:
     ) -> None:
         self.app = app
         self.orders_topic = settings.orders_topic
+        self.wall_clock = settings.clock is Clock.WALL
         self.store = store
         self.models = models
         self.processed = processed
@@ -142,7 +143,9 @@ class WorkerViews:
             log.debug("cannot read the store's gauges: %s", exc)
 
     async def _store_gauges(self) -> None:
-        self.metrics.set_clock(await self.store.clock(), time.time())
+        now = time.time()
+        # On the wall clock the stream's now is the machine's (the store keeps no clock).
+        self.metrics.set_clock(now if self.wall_clock else await self.store.clock(), now)
         self.metrics.set_due(await self.store.due_count())
         self.metrics.set_segments(await self.store.segment_counts())
 
