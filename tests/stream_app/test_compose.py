@@ -114,9 +114,6 @@ def test_every_rfm_variable_is_a_setting() -> None:
     assert {"RFM_KAFKA_BOOTSTRAP", "RFM_REDIS_URL", "RFM_MODEL_DIR"} <= names
     prefix = str(Settings.model_config.get("env_prefix", ""))
     unknown = {name for name in names if name[len(prefix) :].lower() not in Settings.model_fields}
-    # The address the worker's web server binds (RFM_WEB_HOST) belongs with that server, which
-    # comes with the metrics: remove this line once Settings has web_host.
-    unknown.discard("RFM_WEB_HOST")
     assert not unknown, f"not fields of Settings: {sorted(unknown)}"
 
 
