@@ -21,8 +21,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# One test process per core; a file's tests stay together (they share module fixtures and
+# servers), and every process starts its own broker and Redis on free ports.
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 test: lint typecheck pytest
 
