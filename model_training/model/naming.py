@@ -31,7 +31,8 @@ Rules
    The assignment depends only on the profiles, so it is deterministic, and a retrained model
    with similar segments gets the same names (what the stream needs to keep names stable).
 
-Each name has a recommended marketing action, :data:`ACTIONS`.
+Each name has a human label, :data:`LABELS` (what the report, the CLI, the API and the page
+show), and a recommended marketing action, :data:`ACTIONS`.
 """
 
 from __future__ import annotations
@@ -44,9 +45,11 @@ from scipy.optimize import linear_sum_assignment
 
 __all__ = [
     "ACTIONS",
+    "LABELS",
     "PROTOTYPES",
     "SEGMENT_NAMES",
     "action_for",
+    "label_for",
     "name_segments",
     "segment_scores",
 ]
@@ -67,6 +70,20 @@ PROTOTYPES: dict[str, tuple[float, float, float]] = {
 
 #: The fixed vocabulary, in order of preference when costs tie.
 SEGMENT_NAMES: tuple[str, ...] = tuple(PROTOTYPES)
+
+LABELS: dict[str, str] = {
+    "champions": "Champions",
+    "loyal": "Loyal",
+    "potential_loyalist": "Potential loyalists",
+    "new": "New customers",
+    "promising": "Promising",
+    "needs_attention": "Need attention",
+    "about_to_sleep": "About to sleep",
+    "at_risk": "At risk",
+    "cant_lose_them": "Can't lose them",
+    "hibernating": "Hibernating",
+    "lost": "Lost",
+}
 
 ACTIONS: dict[str, str] = {
     "champions": "Reward them: early access, loyalty perks, ask for reviews and referrals.",
@@ -178,3 +195,14 @@ def action_for(name: str) -> str:
         return ACTIONS[name]
     except KeyError:
         raise KeyError(f"unknown segment name {name!r}; expected one of {SEGMENT_NAMES}") from None
+
+
+def label_for(name: str) -> str:
+    """Return the human label of a segment name (the name itself when it is not one of ours).
+
+    >>> label_for("cant_lose_them")
+    "Can't lose them"
+    >>> label_for("segment_7")
+    'segment_7'
+    """
+    return LABELS.get(name, name)
