@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check model_training stream_app tests benchmarks
-	$(BIN)/ruff format --check model_training stream_app tests benchmarks
+	$(BIN)/ruff check model_training stream_app tests benchmarks examples
+	$(BIN)/ruff format --check model_training stream_app tests benchmarks examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
