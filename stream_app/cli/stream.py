@@ -17,6 +17,7 @@ from stream_app.core.events import SegmentChange, write_json_schemas
 from stream_app.core.history import segment_as_of
 from stream_app.core.scoring import SegmentModel
 from stream_app.exceptions import ReferenceTimeError
+from stream_app.kafka.asyncapi import write_asyncapi
 from stream_app.service.export import export_frame, segment_counts, write_export
 from stream_app.service.model_source import load_serving_model
 from stream_app.settings import Clock, Settings
@@ -315,8 +316,8 @@ def watch(
     "--output", type=click.Path(path_type=Path), default=Path("schemas"), show_default=True
 )
 def schemas(output: Path) -> None:
-    """Write the JSON Schemas of the events (for producers and consumers to validate)."""
-    for path in write_json_schemas(output):
+    """Write the JSON Schemas of the events and the AsyncAPI document of the topics."""
+    for path in [*write_json_schemas(output), write_asyncapi(output)]:
         click.echo(str(path))
 
 
