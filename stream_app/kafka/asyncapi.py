@@ -160,7 +160,7 @@ def asyncapi_document() -> dict[str, Any]:
                 "receive",
                 "orders",
                 ["orderEvent", "clockEvent"],
-                "The workers read the orders topic as one consumer group.",
+                "The workers read the orders topic as one consumer group (RFM_APP_ID).",
                 groupId={"type": "string", "enum": [_default("app_id")]},
             ),
             "sendSegmentChanges": _operation(
