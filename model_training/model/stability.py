@@ -202,7 +202,7 @@ def stable_names(
     A permuted model keeps every name:
 
     >>> old = np.array([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
-    >>> profiles = [[10, 5, 900], [200, 1, 50], [30, 2, 300]]
+    >>> profiles = [[5, 1, 60], [40, 8, 2000], [290, 1, 20]]
     >>> population = [[r, f, m] for r, f, m in zip(range(0, 300, 3), range(1, 101), range(100))]
     >>> stable_names(old[[2, 0, 1]], old, ["loyal", "lost", "new"], profiles, population).names
     ['new', 'loyal', 'lost']
