@@ -16,7 +16,7 @@ import pandas as pd
 from model_training.fitting import FitExtras
 from model_training.model.artifact import library_versions
 from model_training.model.features import FEATURES
-from model_training.model.naming import SEGMENT_NAMES, action_for
+from model_training.model.naming import SEGMENT_NAMES, action_for, label_for
 from model_training.model.segmenter import RFMSegmenter
 
 __all__ = ["SEGMENT_COLUMNS", "TRANSFORM_DESCRIPTIONS", "model_card", "segment_table"]
@@ -24,12 +24,16 @@ __all__ = ["SEGMENT_COLUMNS", "TRANSFORM_DESCRIPTIONS", "model_card", "segment_t
 #: The segment table's columns, as the card and the report show them.
 SEGMENT_COLUMNS = [
     "name",
+    "label",
     "size",
     "share",
     "revenue_share",
     "recency_days",
+    "recency_days_median",
     "frequency",
+    "frequency_median",
     "monetary",
+    "monetary_median",
     "action",
 ]
 TRANSFORM_DESCRIPTIONS = {
@@ -41,7 +45,7 @@ TRANSFORM_DESCRIPTIONS = {
 def segment_table(
     rfm_frame: pd.DataFrame, names: npt.ArrayLike, segmenter: RFMSegmenter
 ) -> pd.DataFrame:
-    """Summarise the segments over all customers: size, shares, mean RFM and action.
+    """Summarise the segments over all customers: size, shares, mean and median RFM, action.
 
     Parameters
     ----------
@@ -55,7 +59,9 @@ def segment_table(
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`SEGMENT_COLUMNS`, one row per segment in label order.
+        Columns :data:`SEGMENT_COLUMNS`, one row per segment in label order: ``label`` is
+        the human label of the name, ``recency_days``, ``frequency`` and ``monetary`` are
+        means, the ``*_median`` columns medians (NaN for an empty segment).
     """
     frame = rfm_frame[list(FEATURES)].assign(segment=np.asarray(names))
     total_revenue = float(frame["monetary"].clip(lower=0).sum())
@@ -64,18 +70,18 @@ def segment_table(
         name = segmenter.segment_names_[label]
         members = frame[frame["segment"] == name]
         revenue = float(members["monetary"].clip(lower=0).sum())
-        rows.append(
-            {
-                "name": name,
-                "size": len(members),
-                "share": len(members) / len(frame) if len(frame) else 0.0,
-                "revenue_share": revenue / total_revenue if total_revenue > 0 else 0.0,
-                "recency_days": float(members["recency_days"].mean()),
-                "frequency": float(members["frequency"].mean()),
-                "monetary": float(members["monetary"].mean()),
-                "action": action_for(name) if name in SEGMENT_NAMES else "",
-            }
-        )
+        row: dict[str, object] = {
+            "name": name,
+            "label": label_for(name),
+            "size": len(members),
+            "share": len(members) / len(frame) if len(frame) else 0.0,
+            "revenue_share": revenue / total_revenue if total_revenue > 0 else 0.0,
+        }
+        for feature in FEATURES:
+            row[feature] = float(members[feature].mean())
+            row[f"{feature}_median"] = float(members[feature].median())
+        row["action"] = action_for(name) if name in SEGMENT_NAMES else ""
+        rows.append(row)
     return pd.DataFrame(rows, columns=SEGMENT_COLUMNS)
 
 

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from matplotlib.projections.polar import PolarAxes
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
 __all__ = [
     "RFM_LABELS",
@@ -27,7 +29,7 @@ __all__ = [
     "plot_orders",
     "plot_radar",
     "plot_rfm",
-    "plot_scatter",
+    "plot_rfm_space",
     "plot_silhouette",
     "plot_sizes",
     "segment_colours",
@@ -42,6 +44,7 @@ _PALETTE = (
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )  # fmt: skip
 _BAR = "#4c72b0"
+_PARTIAL = "#b8c7e0"
 _DPI = 100
 # Scatter plots beyond this many points are sampled: the picture does not change, the PNG
 # and the rendering time do.
@@ -90,18 +93,21 @@ def plot_countries(revenue: pd.Series) -> bytes:
         _empty(axes)
         return _png(figure)
     labels = [_label(c) for c in revenue.index][::-1]
-    axes.barh(labels, revenue.to_numpy(dtype=float)[::-1], color=_BAR)
-    # One country (the shop's home) usually dwarfs the rest: a log axis keeps them readable.
-    if float(revenue.min()) > 0:
-        axes.set_xscale("log")
+    values = revenue.to_numpy(dtype=float)[::-1]
+    # A linear axis shows how much the home country dominates; the labels give the small ones.
+    bars = axes.barh(labels, values, color=_BAR)
+    axes.bar_label(bars, labels=[_money(v) for v in values], fontsize=7, padding=2)
     axes.xaxis.set_major_formatter(FuncFormatter(_money))
-    axes.xaxis.set_minor_formatter(NullFormatter())
+    axes.xaxis.set_major_locator(MaxNLocator(4))
+    axes.tick_params(axis="y", labelsize=8)
+    axes.margins(x=0.18)
     _style(axes, grid="x")
-    axes.set_title("Net revenue by country (log scale)")
+    axes.set_title("Net revenue by country")
     return _png(figure)
 
 
-def plot_months(revenue: pd.Series) -> bytes:
+def plot_months(revenue: pd.Series, partial: Collection[pd.Period] = ()) -> bytes:
+    """Revenue per month; the ``partial`` months (covered only in part) are drawn pale."""
     figure = _new_figure(5.4, 3.8)
     axes = figure.subplots()
     if revenue.empty:
@@ -109,7 +115,12 @@ def plot_months(revenue: pd.Series) -> bytes:
         return _png(figure)
     labels = [pd.Period(p).strftime("%b %y") if isinstance(p, pd.Period) else str(p)
               for p in revenue.index]  # fmt: skip
-    axes.bar(labels, revenue.to_numpy(dtype=float), color=_BAR)
+    is_partial = [p in partial for p in revenue.index]
+    colours = [_PARTIAL if flag else _BAR for flag in is_partial]
+    axes.bar(labels, revenue.to_numpy(dtype=float), color=colours, edgecolor=_BAR)
+    if any(is_partial):
+        axes.legend(handles=[Patch(facecolor=_PARTIAL, edgecolor=_BAR, label="partial month")],
+                    fontsize=8, frameon=False, loc="upper left")  # fmt: skip
     axes.yaxis.set_major_formatter(FuncFormatter(_money))
     axes.tick_params(axis="x", labelrotation=60, labelsize=8)
     _style(axes)
@@ -127,6 +138,7 @@ def plot_orders(weekday: pd.Series, hour: pd.Series) -> bytes:
         labels = [str(i)[:3] for i in series.index] if series is weekday else [
             f"{int(i):02d}h" for i in series.index]  # fmt: skip
         axes.bar(labels, series.to_numpy(dtype=float), color=_BAR)
+        _count_axis(axes.yaxis)
         axes.tick_params(axis="x", labelsize=8)
         _style(axes)
         axes.set_title(f"Orders {title}")
@@ -150,6 +162,10 @@ def plot_rfm(before: pd.DataFrame, after: pd.DataFrame) -> bytes:
                 axes.set_yscale("log")
                 axes.yaxis.set_major_formatter(FuncFormatter(_count))
                 axes.yaxis.set_minor_formatter(NullFormatter())
+            else:
+                _count_axis(axes.yaxis)
+            if feature == "frequency":
+                axes.xaxis.set_major_locator(MaxNLocator(integer=True))
             if feature == "monetary":
                 axes.xaxis.set_major_formatter(FuncFormatter(_money))
             axes.tick_params(axis="both", labelsize=8)
@@ -169,6 +185,12 @@ def _bins(values: np.ndarray, feature: str) -> int | np.ndarray:
 
 def _count(value: float, _position: object = None) -> str:
     return f"{value:,.0f}"
+
+
+def _count_axis(axis: Axis) -> None:
+    """Integer ticks with thousands separators, for an axis of counts."""
+    axis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_major_formatter(FuncFormatter(_count))
 
 
 def plot_silhouette(comparison: pd.DataFrame) -> bytes:
@@ -202,33 +224,62 @@ def plot_silhouette(comparison: pd.DataFrame) -> bytes:
     return _png(figure)
 
 
-def segment_colours(segments: pd.DataFrame, view2d: pd.DataFrame) -> dict[str, str]:
+def segment_colours(segments: pd.DataFrame, customers: pd.DataFrame) -> dict[str, str]:
+    """One colour per segment, in the order of the segment table, then any other seen."""
     names = [str(n) for n in segments.get("name", pd.Series(dtype=str))]
-    if "segment" in view2d:
-        names += sorted({str(s) for s in view2d["segment"].unique()} - set(names))
+    if "segment" in customers:
+        names += sorted({str(s) for s in customers["segment"].unique()} - set(names))
     return {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(names)}
 
 
-def plot_scatter(view2d: pd.DataFrame, colours: Mapping[str, str]) -> bytes:
-    figure = _new_figure(5.4, 4.6)
-    axes = figure.subplots()
-    if view2d.empty:
-        _empty(axes)
+def plot_rfm_space(customers: pd.DataFrame, colours: Mapping[str, str]) -> bytes:
+    """Every customer by recency against frequency and against spend, coloured by segment.
+
+    ``customers`` has columns ``recency_days``, ``frequency``, ``monetary`` and ``segment``.
+    Frequency is jittered within its integer (so that customers with the same count do not
+    hide each other) and drawn on a log axis, like spend (shown from £1).
+    """
+    figure = _new_figure(10.8, 4.4)
+    left, right = figure.subplots(1, 2, sharex=True)
+    if customers.empty:
+        _empty(left)
+        _empty(right)
         return _png(figure)
-    points = view2d
+    points = customers
     if len(points) > _MAX_SCATTER_POINTS:
         points = points.sample(_MAX_SCATTER_POINTS, random_state=0)
+    rng = np.random.default_rng(0)
+    recency = points["recency_days"].to_numpy(dtype=float)
+    frequency = points["frequency"].to_numpy(dtype=float)
+    frequency = frequency * np.exp(rng.uniform(-0.15, 0.15, frequency.size))
+    monetary = np.clip(points["monetary"].to_numpy(dtype=float), 1.0, None)
     segment = points["segment"].astype(str).to_numpy()
     for name, colour in colours.items():
         mask = segment == name
-        if mask.any():
-            axes.scatter(points["x"].to_numpy()[mask], points["y"].to_numpy()[mask], s=7,
-                         alpha=0.6, color=colour, label=_label(name), linewidths=0)  # fmt: skip
-    axes.legend(fontsize=8, markerscale=2.5, frameon=False, loc="best")
-    axes.set_xticks([])
-    axes.set_yticks([])
-    axes.set_title("Customers by segment (2-D projection)")
+        if not mask.any():
+            continue
+        for axes, values in ((left, frequency), (right, monetary)):
+            axes.scatter(recency[mask], values[mask], s=6, alpha=0.5, color=colour,
+                         label=_label(name), linewidths=0)  # fmt: skip
+    for axes in (left, right):
+        axes.set_yscale("log")
+        axes.set_xlabel("Recency: days since the last order")
+        axes.yaxis.set_minor_formatter(NullFormatter())
+        _style(axes)
+    top = max(float(points["frequency"].max()), 1.0)
+    left.yaxis.set_major_locator(FixedLocator([t for t in _LOG_TICKS if t <= top * 1.5]))
+    left.yaxis.set_major_formatter(FuncFormatter(_count))
+    left.set_ylabel("Frequency: orders (log scale)")
+    left.set_title("Recency and frequency")
+    right.yaxis.set_major_formatter(FuncFormatter(_money))
+    right.set_ylabel("Monetary: net spend, £ (log scale)")
+    right.set_title("Recency and spend")
+    right.legend(fontsize=8, markerscale=2.5, frameon=False, loc="upper left",
+                 bbox_to_anchor=(1.02, 1.0))  # fmt: skip
     return _png(figure)
+
+
+_LOG_TICKS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000)
 
 
 def _radar_scores(segments: pd.DataFrame) -> np.ndarray:
@@ -277,12 +328,12 @@ def plot_radar(segments: pd.DataFrame, colours: Mapping[str, str]) -> bytes:
     axes.set_ylim(0, 1.05)
     axes.set_yticks([0.25, 0.5, 0.75, 1.0], [])
     axes.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.05, 1.0))
-    axes.set_title("Segment profiles")
+    axes.set_title("Segment profiles (outer = better)")
     return _png(figure)
 
 
 def plot_sizes(segments: pd.DataFrame, colours: Mapping[str, str]) -> bytes:
-    figure = _new_figure(8.0, 3.0)
+    figure = _new_figure(5.4, 4.6)
     axes = figure.subplots()
     if segments.empty:
         _empty(axes)
@@ -292,7 +343,8 @@ def plot_sizes(segments: pd.DataFrame, colours: Mapping[str, str]) -> bytes:
     bars = axes.bar([_label(n) for n in names], sizes,
                     color=[colours.get(n, _BAR) for n in names])  # fmt: skip
     axes.bar_label(bars, labels=[f"{int(s):,}" for s in sizes], fontsize=8, padding=2)
-    axes.tick_params(axis="x", labelsize=9)
+    axes.tick_params(axis="x", labelsize=8, labelrotation=30 if len(names) > 4 else 0)
+    _count_axis(axes.yaxis)
     axes.set_ylabel("customers")
     axes.margins(y=0.15)
     _style(axes)

@@ -29,7 +29,7 @@ from model_training.data.rfm import compute_rfm
 from model_training.data.rules import DEFAULT_RULE, ProductRule, default_t_ref
 from model_training.fitting import MethodChoice, fit_segmenter
 from model_training.model.artifact import make_version, save_model
-from model_training.model.features import rfm_matrix
+from model_training.model.features import FEATURES, rfm_matrix
 from model_training.model.segmenter import RFMSegmenter
 
 __all__ = ["REPORT_FILE", "RFM_CSV", "ProgressCallback", "TrainingResult", "train"]
@@ -181,7 +181,7 @@ def train(
             summary=_summary(input_path, card, len(frame)),
             exploration=explored,
             comparison=comparison,
-            view2d=extras.view2d,
+            customers=rfm[list(FEATURES)].assign(segment=np.asarray(names)),
             segments=segments,
             cleaning_counts=dict(clean.counts),
         )

@@ -1,5 +1,10 @@
 """The training report: one self-contained HTML page.
 
+It is written for the marketer first: the segments (a table by share of revenue with each
+segment's label, size, median and mean RFM and recommended action, then their charts), then
+what the shop sells where and when, then how the model was chosen, and last how the data
+were cleaned and trimmed.
+
 The charts (:mod:`model_training.charts`) are embedded as base64 PNGs and the CSS is inline,
 so the page opens offline and can be mailed as a single file. Every piece of text is
 HTML-escaped.
@@ -26,12 +31,13 @@ from model_training.charts import (
     plot_orders,
     plot_radar,
     plot_rfm,
-    plot_scatter,
+    plot_rfm_space,
     plot_silhouette,
     plot_sizes,
     segment_colours,
 )
-from model_training.data.exploration import Exploration
+from model_training.data.exploration import Exploration, PartialMonth, partial_months
+from model_training.model.naming import label_for
 
 __all__ = ["COMPARISON_COLUMNS", "write_report"]
 
@@ -51,7 +57,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.chosen td { background: #e8f4e8; font-weight: bold; }
 figure { margin: 1em 0; }
 figure img { max-width: 100%; height: auto; }
-figcaption { color: #666; font-size: .9em; }
+figcaption, p.note { color: #555; font-size: .9em; }
 .grid { display: flex; flex-wrap: wrap; gap: 1em; }
 .grid figure { flex: 1 1 480px; }
 """
@@ -64,7 +70,7 @@ def write_report(
     summary: dict[str, object],
     exploration: Exploration,
     comparison: pd.DataFrame,
-    view2d: pd.DataFrame,
+    customers: pd.DataFrame,
     segments: pd.DataFrame,
     cleaning_counts: dict[str, int],
 ) -> None:
@@ -83,20 +89,56 @@ def write_report(
     comparison
         One row per candidate model: ``method``, ``k``, ``silhouette``,
         ``calinski_harabasz``, ``davies_bouldin``, ``chosen`` (bool).
-    view2d
-        Customers projected to 2-D: columns ``x``, ``y``, ``segment`` (segment name).
+    customers
+        One row per customer: ``recency_days``, ``frequency``, ``monetary`` and ``segment``
+        (segment name), drawn in RFM space.
     segments
-        One row per segment: ``name``, ``size``, ``share``, ``revenue_share``,
-        ``recency_days``, ``frequency``, ``monetary`` (centroid profile), ``action``.
+        The segment table, :func:`~model_training.card.segment_table` (columns
+        :data:`~model_training.card.SEGMENT_COLUMNS`; a missing ``label`` is derived from the
+        name, missing medians show as "–").
     cleaning_counts
         Lines removed by each cleaning rule.
     """
-    colours = segment_colours(segments, view2d)
+    table = _by_revenue(segments)
+    labelled = table.assign(name=table["label"])
+    points = customers.assign(
+        segment=[label_for(str(name)) for name in customers.get("segment", [])]
+    )
+    colours = segment_colours(labelled, points)
+    partial = partial_months(exploration.first_line, exploration.last_line)
     parts = [
         f"<h1>{_esc(title)}</h1>",
-        "<h2>Summary</h2>",
+        _lead(summary, exploration),
+        "<h2>Segments by share of revenue</h2>",
+        _segment_table(table),
+        '<p class="note">Recency: days from the last order to the reference time; frequency: '
+        "orders (distinct purchase invoices); monetary: net spend (purchases minus returns). "
+        "Medians are the typical customer; means are pulled up by the few big buyers.</p>",
+        _figure(plot_rfm_space(points, colours), "Customers by recency against frequency and "
+                "spend, coloured by segment"),
+        '<div class="grid">',
+        _figure(plot_radar(labelled, colours), "Segment profiles (outer = better)"),
+        _figure(plot_sizes(labelled, colours), "Customers per segment"),
+        "</div>",
+        "<h2>Sales</h2>",
+        *(_partial_note(month) for month in partial),
+        '<div class="grid">',
+        _figure(plot_countries(exploration.revenue_by_country), "Net revenue by country"),
+        _figure(
+            plot_months(exploration.revenue_by_month, [month.month for month in partial]),
+            "Net revenue by month",
+        ),
+        "</div>",
+        _figure(
+            plot_orders(exploration.orders_by_weekday, exploration.orders_by_hour),
+            "Orders by weekday and by hour",
+        ),
+        "<h2>The model</h2>",
         _table(["", "value"], [[key, value] for key, value in summary.items()]),
-        "<h2>Cleaning</h2>",
+        _comparison_table(comparison),
+        _figure(plot_silhouette(comparison), "Silhouette by number of clusters and method"),
+        "<h2>Data preparation</h2>",
+        "<h3>Cleaning</h3>",
         _table(
             ["rule", "lines removed"],
             [
@@ -104,36 +146,19 @@ def write_report(
                 ["total", sum(cleaning_counts.values())],
             ],
         ),
-        "<h2>The data</h2>",
-        '<div class="grid">',
-        _figure(plot_countries(exploration.revenue_by_country), "Net revenue by country"),
-        _figure(plot_months(exploration.revenue_by_month), "Net revenue by month"),
-        _figure(
-            plot_orders(exploration.orders_by_weekday, exploration.orders_by_hour),
-            "Orders (distinct purchase invoices) by weekday and by hour",
-        ),
-        "</div>",
-        "<h2>RFM before and after trimming</h2>",
+        "<h3>RFM before and after trimming</h3>",
         _figure(
             plot_rfm(exploration.rfm_values_before, exploration.rfm_values_after),
-            "RFM distributions of all customers (top) and of those used for fitting (bottom)",
+            "RFM distributions of all customers and of those used for fitting",
+            caption="Top: all customers; bottom: those used for fitting (the largest "
+            "buyers by frequency or spend are left out of the fit, then placed by the model).",
         ),
-        '<div class="grid"><div><h3>All customers</h3>',
+        '<div class="grid"><div><h4>All customers</h4>',
         _describe_table(exploration.rfm_before),
-        "</div><div><h3>Used for fitting</h3>",
+        "</div><div><h4>Used for fitting</h4>",
         _describe_table(exploration.rfm_after),
         "</div></div>",
-        "<h2>Model comparison</h2>",
-        _comparison_table(comparison),
-        _figure(plot_silhouette(comparison), "Silhouette by number of clusters and method"),
-        "<h2>Segments</h2>",
-        '<div class="grid">',
-        _figure(plot_scatter(view2d, colours), "Customers in two dimensions, by segment"),
-        _figure(plot_radar(segments, colours), "Segment profiles (outer = better)"),
-        "</div>",
-        _figure(plot_sizes(segments, colours), "Customers per segment"),
-        _segment_table(segments),
-    ]
+    ]  # fmt: skip
     page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
@@ -142,6 +167,42 @@ def write_report(
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
+
+
+def _by_revenue(segments: pd.DataFrame) -> pd.DataFrame:
+    """The segment table, largest share of revenue first, every column present."""
+    table = segments.reindex(columns=SEGMENT_COLUMNS)
+    if "label" not in segments:
+        table["label"] = [label_for(str(name)) for name in table["name"]]
+    table["label"] = [
+        label_for(str(name)) if pd.isna(label) else str(label)
+        for name, label in zip(table["name"], table["label"], strict=True)
+    ]
+    return table.sort_values("revenue_share", ascending=False, kind="stable")
+
+
+def _lead(summary: Mapping[str, object], exploration: Exploration) -> str:
+    facts = []
+    customers = summary.get("customers")
+    if customers is not None:
+        facts.append(f"{_format(customers)} customers")
+    if exploration.first_line is not None and exploration.last_line is not None:
+        facts.append(
+            f"orders from {exploration.first_line:%d %b %Y} to {exploration.last_line:%d %b %Y}"
+        )
+    t_ref = summary.get("reference time (t_ref)")
+    if t_ref is not None:
+        facts.append(f"recency counted in days to {pd.Timestamp(str(t_ref)):%d %b %Y %H:%M}")
+    return f'<p class="note">{_esc("; ".join(facts))}.</p>' if facts else ""
+
+
+def _partial_note(month: PartialMonth) -> str:
+    name = month.month.strftime("%B %Y")
+    return (
+        f'<p class="note"><strong>{_esc(name)} is a partial month</strong>: the data cover '
+        f"days {month.first_day} to {month.last_day} of {month.days}, so its revenue is not "
+        "comparable with the other months (pale bar).</p>"
+    )
 
 
 # --- HTML -------------------------------------------------------------------------------------
@@ -222,15 +283,29 @@ def _comparison_table(comparison: pd.DataFrame) -> str:
     )
 
 
-def _segment_table(segments: pd.DataFrame) -> str:
-    frame = segments.reindex(columns=SEGMENT_COLUMNS)
-    rows = [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
-    return _table(
-        ["segment", "customers", "share", "revenue share", "recency (days)", "frequency",
-         "monetary (£)", "marketing action"],
-        rows,
-        formats={2: ".1%", 3: ".1%", 4: ",.0f", 5: ",.1f", 6: ",.2f"},
-    )  # fmt: skip
+_SEGMENT_HEADERS = {
+    "label": "segment",
+    "size": "customers",
+    "share": "share of customers",
+    "revenue_share": "share of revenue",
+    "recency_days_median": "recency, days (median)",
+    "recency_days": "recency, days (mean)",
+    "frequency_median": "orders (median)",
+    "frequency": "orders (mean)",
+    "monetary_median": "spend, £ (median)",
+    "monetary": "spend, £ (mean)",
+    "action": "marketing action",
+}
+_SEGMENT_FORMATS = {"share": ".1%", "revenue_share": ".1%", "recency_days_median": ",.0f",
+                    "recency_days": ",.0f", "frequency_median": ",.0f", "frequency": ",.1f",
+                    "monetary_median": ",.0f", "monetary": ",.0f"}  # fmt: skip
+
+
+def _segment_table(table: pd.DataFrame) -> str:
+    columns = list(_SEGMENT_HEADERS)
+    rows = [[_cell(v) for v in row] for row in table[columns].itertuples(index=False)]
+    formats = {columns.index(column): spec for column, spec in _SEGMENT_FORMATS.items()}
+    return _table([_SEGMENT_HEADERS[c] for c in columns], rows, formats=formats)
 
 
 def _cell(value: object) -> object:
@@ -238,9 +313,8 @@ def _cell(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _figure(png: bytes, caption: str) -> str:
+def _figure(png: bytes, alt: str, *, caption: str | None = None) -> str:
+    """An embedded chart; a caption only where it says more than the chart's own title."""
     data = base64.b64encode(png).decode("ascii")
-    return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{_esc(caption)}">'
-        f"<figcaption>{_esc(caption)}</figcaption></figure>"
-    )
+    below = f"<figcaption>{_esc(caption)}</figcaption>" if caption else ""
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{_esc(alt)}">{below}</figure>'

@@ -11,6 +11,7 @@ import click
 
 from model_training.data.rules import NON_PRODUCT_PATTERN, ProductRule
 from model_training.exceptions import RFMError
+from model_training.model.naming import label_for
 from model_training.pipeline import TrainingResult
 from model_training.pipeline import train as run_training
 
@@ -110,7 +111,10 @@ def _product_rule(pattern: str) -> ProductRule:
 
 
 def summary_lines(result: TrainingResult) -> list[str]:
-    """Format the end-of-run summary: the model, then one line per segment.
+    """Format the end-of-run summary: the model, then one line per segment by share of revenue.
+
+    Segments show as their human labels (:data:`~model_training.model.naming.LABELS`), as
+    in the report; R, F and M are the segment's medians.
 
     Parameters
     ----------
@@ -134,12 +138,15 @@ def summary_lines(result: TrainingResult) -> list[str]:
         "",
     ]
     table = result.segments.sort_values("revenue_share", ascending=False, kind="stable")
-    header = f"{'segment':<20} {'size':>6} {'share':>6} {'R':>6} {'F':>6} {'M':>10}  action"
-    lines.append(header)
+    lines.append(
+        f"{'segment':<20} {'size':>6} {'share':>6} {'revenue':>7} "
+        f"{'R days':>6} {'F':>4} {'M £':>9}  action (R, F, M: medians)"
+    )
     for row in table.itertuples(index=False):
         lines.append(
-            f"{row.name:<20} {row.size:>6} {row.share:>6.1%} {_num(row.recency_days):>6} "
-            f"{_num(row.frequency):>6} {_num(row.monetary, 2):>10}  {row.action}"
+            f"{label_for(str(row.name)):<20} {row.size:>6} {row.share:>6.1%} "
+            f"{row.revenue_share:>7.1%} {_num(row.recency_days_median, 0):>6} "
+            f"{_num(row.frequency_median, 0):>4} {_num(row.monetary_median, 0):>9}  {row.action}"
         )
     lines.append("")
     lines.append(f"written to {result.output_dir} in {result.timings.get('total', 0.0):.1f} s")

@@ -15,7 +15,15 @@ from model_training.data.cleaning import CleanLines
 from model_training.data.rfm import RFM_COLUMNS
 from model_training.data.rules import RETURN_PREFIX
 
-__all__ = ["OTHER_COUNTRIES", "TOP_COUNTRIES", "WEEKDAYS", "Exploration", "explore"]
+__all__ = [
+    "OTHER_COUNTRIES",
+    "TOP_COUNTRIES",
+    "WEEKDAYS",
+    "Exploration",
+    "PartialMonth",
+    "explore",
+    "partial_months",
+]
 
 TOP_COUNTRIES = 10
 #: Label of the row that sums every country outside the top ones.
@@ -44,6 +52,9 @@ class Exploration:
         fitting.
     rfm_values_before, rfm_values_after
         The raw RFM columns themselves, for histograms.
+    first_line, last_line
+        Time of the first and the last clean line (``None`` without lines): the span the
+        revenue figures cover.
     """
 
     revenue_by_country: pd.Series
@@ -54,6 +65,61 @@ class Exploration:
     rfm_after: pd.DataFrame
     rfm_values_before: pd.DataFrame
     rfm_values_after: pd.DataFrame
+    first_line: pd.Timestamp | None = None
+    last_line: pd.Timestamp | None = None
+
+
+@dataclass(frozen=True)
+class PartialMonth:
+    """A calendar month the data cover only in part.
+
+    Attributes
+    ----------
+    month
+        The month.
+    first_day, last_day
+        First and last day of the month with data in the span (1-based days of the month).
+    days
+        Days in the month.
+    """
+
+    month: pd.Period
+    first_day: int
+    last_day: int
+    days: int
+
+
+def partial_months(first: pd.Timestamp | None, last: pd.Timestamp | None) -> list[PartialMonth]:
+    """The first and last month of a span when the span does not cover them whole.
+
+    Parameters
+    ----------
+    first, last
+        Times of the first and the last line (``None``: no data, no month).
+
+    Returns
+    -------
+    list of PartialMonth
+        At most two, first month first.
+
+    Examples
+    --------
+    >>> [(str(p.month), p.first_day, p.last_day, p.days) for p in partial_months(
+    ...     pd.Timestamp("2010-12-01 08:26"), pd.Timestamp("2011-12-09 12:50"))]
+    [('2011-12', 1, 9, 31)]
+    """
+    if first is None or last is None:
+        return []
+    out: list[PartialMonth] = []
+    start, end = first.to_period("M"), last.to_period("M")
+    if start == end:
+        whole = first.day == 1 and last.day == start.days_in_month
+        return [] if whole else [PartialMonth(start, first.day, last.day, start.days_in_month)]
+    if first.day != 1:
+        out.append(PartialMonth(start, first.day, start.days_in_month, start.days_in_month))
+    if last.day != end.days_in_month:
+        out.append(PartialMonth(end, 1, last.day, end.days_in_month))
+    return out
 
 
 def explore(
@@ -95,6 +161,8 @@ def explore(
         rfm_after=trimmed[RFM_COLUMNS].describe(),
         rfm_values_before=rfm[RFM_COLUMNS].copy(),
         rfm_values_after=trimmed[RFM_COLUMNS].copy(),
+        first_line=None if lines.empty else pd.Timestamp(lines["invoiced_at"].min()),
+        last_line=None if lines.empty else pd.Timestamp(lines["invoiced_at"].max()),
     )
 
 

@@ -24,6 +24,11 @@ Rule
 4. **New names.** Segments left without a name are named by the naming rules (scores against
    prototypes, Hungarian assignment) over the names not already inherited, so names stay
    distinct within the model.
+5. **Value order.** The naming rules' order by value (rule 4 of
+   :mod:`model_training.model.naming`) is then checked over the whole model: a segment worse
+   on recency, frequency and monetary alike than another never keeps a better-ranked name,
+   inherited or not. Where it would, the two swap names, and a segment that lost its old
+   name this way no longer counts as inherited. Only the segments of such a pair change.
 
 The matching depends only on the models and the customers, so it is deterministic; retraining
 on the same state twice gives identical clusters (distance 0), hence identical names for every
@@ -38,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
-from model_training.model.naming import name_segments
+from model_training.model.naming import enforce_value_order, name_segments
 
 __all__ = [
     "MATCH_THRESHOLD",
@@ -69,7 +74,8 @@ class NameMatch:
     names
         ``names[label]``: the final name of each new segment.
     inherited
-        New label to the old label whose name it kept.
+        New label to the old label whose name it kept (a name given up to keep the value
+        order is not kept).
     distances
         New label to its distance to the old segment it was paired with (paired beyond the
         threshold included, for the record); unpaired labels are absent.
@@ -196,7 +202,7 @@ def stable_names(
     A permuted model keeps every name:
 
     >>> old = np.array([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
-    >>> profiles = [[10, 5, 900], [200, 1, 50], [30, 2, 300]]
+    >>> profiles = [[5, 1, 60], [40, 8, 2000], [290, 1, 20]]
     >>> population = [[r, f, m] for r, f, m in zip(range(0, 300, 3), range(1, 101), range(100))]
     >>> stable_names(old[[2, 0, 1]], old, ["loyal", "lost", "new"], profiles, population).names
     ['new', 'loyal', 'lost']
@@ -214,4 +220,6 @@ def stable_names(
         fresh = name_segments(profiles[unnamed], population, taken=set(names) - {""})
         for label, name in zip(unnamed, fresh, strict=True):
             names[label] = name
-    return NameMatch(names=names, inherited=matches, distances=distances)
+    names = enforce_value_order(profiles, names, population)
+    kept = {new: old for new, old in matches.items() if names[new] == old_names[old]}
+    return NameMatch(names=names, inherited=kept, distances=distances)

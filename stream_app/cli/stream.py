@@ -12,6 +12,7 @@ from typing import TypeVar
 import click
 
 from model_training.exceptions import ModelArtifactError
+from model_training.model.naming import label_for
 from stream_app.cli.base import current_settings
 from stream_app.core.events import SegmentChange, write_json_schemas
 from stream_app.core.history import segment_as_of
@@ -229,12 +230,12 @@ def customer(customer_id: str, history: bool, as_of: str | None) -> None:
 
 @click.command()
 def segments() -> None:
-    """Count the customers in each segment."""
+    """Count the customers in each segment (by its human label)."""
     counts = _with_store(current_settings(), segment_counts)
     total = sum(counts.values())
     click.echo(f"{'segment':<20} {'customers':>10} {'share':>7}")
     for name, count in counts.most_common():
-        click.echo(f"{name:<20} {count:>10,} {count / total:>7.1%}")
+        click.echo(f"{label_for(name):<20} {count:>10,} {count / total:>7.1%}")
     click.echo(f"{'total':<20} {total:>10,}")
 
 

@@ -18,7 +18,7 @@ from model_training.cli.train import train as train_command
 from model_training.data.rules import NON_PRODUCT_PATTERN, ProductRule
 from model_training.fitting import fit_segmenter
 from model_training.model.artifact import load_model
-from model_training.model.naming import SEGMENT_NAMES
+from model_training.model.naming import SEGMENT_NAMES, label_for, order_violations
 from model_training.model.selection import COMPARISON_COLUMNS
 from model_training.pipeline import train
 
@@ -154,6 +154,12 @@ def test_cli_trains_and_prints_summary(tmp_path: Path) -> None:
     assert "model done in" in result.output
     assert "silhouette=" in result.output
     assert "segment" in result.output and "action" in result.output
+    card = json.loads((tmp_path / "out" / "model_card.json").read_text())
+    lines = result.output.splitlines()
+    rows = lines[lines.index(next(line for line in lines if line.startswith("segment "))) + 1 :]
+    shown = [row for row in rows if row and not row.startswith("written")]
+    by_revenue = sorted(card["segments"], key=lambda s: -s["revenue_share"])
+    assert [row[:20].rstrip() for row in shown] == [label_for(s["name"]) for s in by_revenue]
 
 
 @pytest.mark.parametrize(
@@ -280,3 +286,12 @@ def test_full_uci_train(uci_path: Path, tmp_path: Path) -> None:
     assert result.silhouette is not None and result.silhouette > 0.25
     # Generous bound: the target is 30 s on 2 idle cores; CI machines are shared.
     assert elapsed < 90, result.timings
+    # Names ordered by value, over the customers fitted on and over all customers alike.
+    model = load_model(tmp_path).segmenter
+    names = [model.segment_names_[label] for label in range(model.n_clusters)]
+    assert order_violations(model.profiles_, names) == []
+    table = result.segments
+    means = table[["recency_days", "frequency", "monetary"]].to_numpy()
+    assert order_violations(means, table["name"].tolist()) == []
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "December 2011 is a partial month" in page

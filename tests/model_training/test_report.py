@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from model_training.card import SEGMENT_COLUMNS
 from model_training.data.cleaning import clean_transactions
 from model_training.data.exploration import Exploration, explore
 from model_training.data.loading import normalise_frame
@@ -17,7 +19,7 @@ from model_training.data.rfm import compute_rfm, default_reference_time
 from model_training.data.synth import generate_transactions
 from model_training.report import write_report
 
-# country, month, orders (weekday + hour), RFM histograms, silhouette, 2-D, radar, sizes
+# RFM space, radar, sizes, country, month, orders (weekday + hour), silhouette, RFM histograms
 EXPECTED_IMAGES = 8
 NAMES = ["Champions <VIP>", "Loyal & steady", "At risk", "New $ customers"]
 
@@ -46,13 +48,14 @@ def comparison() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def view2d(points: int = 4_000) -> pd.DataFrame:
+def customers(points: int = 4_000) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     segment = rng.integers(0, len(NAMES), points)
     return pd.DataFrame(
         {
-            "x": rng.normal(segment * 2.0, 0.7),
-            "y": rng.normal(segment % 2, 0.7),
+            "recency_days": rng.integers(0, 370, points),
+            "frequency": rng.geometric(0.3, points),
+            "monetary": rng.lognormal(6.0, 1.0, points),
             "segment": np.array(NAMES, dtype=object)[segment],
         }
     )
@@ -66,8 +69,11 @@ def segments() -> pd.DataFrame:
             "share": [0.1, 0.375, 0.325, 0.2],
             "revenue_share": [0.55, 0.3, 0.1, 0.05],
             "recency_days": [8.0, 40.0, 210.0, 20.0],
+            "recency_days_median": [5.0, 33.0, 190.0, 18.0],
             "frequency": [22.0, 6.0, 2.5, 1.2],
+            "frequency_median": [15.0, 5.0, 2.0, 1.0],
             "monetary": [12_500.0, 1_800.0, 450.0, 120.0],
+            "monetary_median": [7_300.0, 1_500.0, 380.0, 95.0],
             "action": ["Reward <now>", "Upsell & cross-sell", "Win back", "Onboard"],
         }
     )
@@ -80,15 +86,20 @@ def write(path: Path, exploration: Exploration, title: str = "RFM <segments> & m
         summary={"customers": 4_000, "t_ref": datetime(2011, 12, 10), "source": "<script>x"},
         exploration=exploration,
         comparison=comparison(),
-        view2d=view2d(),
+        customers=customers(),
         segments=segments(),
         cleaning_counts={"missing_customer_or_description": 135_080, "duplicate_lines": 5_225},
     )
     return path.read_text(encoding="utf-8")
 
 
-def test_writes_one_self_contained_page(tmp_path: Path, exploration: Exploration) -> None:
-    page = write(tmp_path / "deep" / "report.html", exploration)
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory, exploration: Exploration) -> str:
+    """The report of the fixtures above, written once (drawing the charts takes seconds)."""
+    return write(tmp_path_factory.mktemp("report") / "deep" / "report.html", exploration)
+
+
+def test_writes_one_self_contained_page(page: str) -> None:
     assert page.startswith("<!DOCTYPE html>")
     images = re.findall(r"<img [^>]*>", page)
     assert len(images) == EXPECTED_IMAGES
@@ -99,22 +110,20 @@ def test_writes_one_self_contained_page(tmp_path: Path, exploration: Exploration
     assert "@import" not in page and "url(" not in page
 
 
-def test_contains_the_tables(tmp_path: Path, exploration: Exploration) -> None:
-    page = write(tmp_path / "report.html", exploration)
+def test_contains_the_tables(page: str) -> None:
     for text in ("135,080", "5,225", "140,305", "missing_customer_or_description"):
         assert text in page  # cleaning counts and their total
     for header in ("silhouette", "Calinski-Harabasz", "Davies-Bouldin", "chosen"):
         assert f"<th>{header}</th>" in page
     assert page.count('<tr class="chosen">') == 1
     assert "gaussian_mixture" in page
-    for text in ("Win back", "37.5%", "55.0%", "12,500.00", "1,500"):
+    for text in ("Win back", "37.5%", "55.0%", "12,500", "7,300", "1,500"):
         assert text in page  # segment table
     assert "Recency (days)" in page  # describe() tables
     assert "2011-12-10 00:00:00" in page
 
 
-def test_escapes_text(tmp_path: Path, exploration: Exploration) -> None:
-    page = write(tmp_path / "report.html", exploration)
+def test_escapes_text(page: str) -> None:
     assert "<title>RFM &lt;segments&gt; &amp; more</title>" in page
     assert "&lt;script&gt;x" in page
     assert "Champions &lt;VIP&gt;" in page
@@ -150,19 +159,62 @@ def test_empty_inputs_still_render(tmp_path: Path) -> None:
         comparison=pd.DataFrame(
             columns=["method", "k", "silhouette", "calinski_harabasz", "davies_bouldin", "chosen"]
         ),
-        view2d=pd.DataFrame(columns=["x", "y", "segment"]),
-        segments=pd.DataFrame(
-            columns=[
-                "name",
-                "size",
-                "share",
-                "revenue_share",
-                "recency_days",
-                "frequency",
-                "monetary",
-                "action",
-            ]
-        ),
+        customers=pd.DataFrame(columns=["recency_days", "frequency", "monetary", "segment"]),
+        segments=pd.DataFrame(columns=SEGMENT_COLUMNS),
         cleaning_counts={},
     )
     assert path.read_text().count("<img ") == EXPECTED_IMAGES
+
+
+def _headings(page: str) -> list[str]:
+    return re.findall(r"<h2>(.*?)</h2>", page)
+
+
+def test_segments_come_first_by_share_of_revenue(page: str) -> None:
+    assert _headings(page)[0] == "Segments by share of revenue"
+    first_table = page[page.index("<h2>Segments") :].split("</table>")[0]
+    assert page.index(first_table) < page.index("<h2>Data preparation</h2>")
+    assert page.index("<h2>Data preparation</h2>") > page.index("<h2>The model</h2>")
+    assert page.index("missing_customer_or_description") > page.index("<h2>Data preparation")
+    rows = re.findall(r"<tr><td>([^<]*)</td>", first_table)
+    assert rows == ["Champions &lt;VIP&gt;", "Loyal &amp; steady", "At risk", "New $ customers"]
+    for head in ("recency, days (median)", "recency, days (mean)", "orders (median)",
+                 "spend, £ (mean)", "share of revenue", "marketing action"):  # fmt: skip
+        assert f"<th>{head}</th>" in first_table
+
+
+def test_human_labels_and_sorted_by_revenue(tmp_path: Path, exploration: Exploration) -> None:
+    table = segments().assign(
+        name=["lost", "champions", "at_risk", "new"],
+        revenue_share=[0.05, 0.55, 0.3, 0.1],
+    )
+    path = tmp_path / "report.html"
+    write_report(
+        path,
+        title="t",
+        summary={},
+        exploration=exploration,
+        comparison=comparison(),
+        customers=customers().assign(segment="lost"),
+        segments=table,
+        cleaning_counts={},
+    )
+    page = path.read_text(encoding="utf-8")
+    first_table = page[page.index("<h2>Segments") :].split("</table>")[0]
+    rows = re.findall(r"<tr><td>([^<]*)</td>", first_table)
+    assert rows == ["Champions", "At risk", "New customers", "Lost"]
+
+
+def test_no_caption_repeats_a_chart_title(page: str) -> None:
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
+    assert len(captions) <= 1
+    assert "log scale)" not in page  # country revenue is linear
+
+
+def test_a_partial_last_month_is_noted(page: str, tmp_path: Path, exploration: Exploration) -> None:
+    assert exploration.last_line is not None
+    month = exploration.last_line.to_period("M")
+    assert exploration.last_line.day < month.days_in_month  # the synthetic shop ends on 9 Dec
+    assert f"<strong>{month.strftime('%B %Y')} is a partial month</strong>" in page
+    whole = replace(exploration, last_line=month.end_time.floor("D"), first_line=None)
+    assert "partial month" not in write(tmp_path / "whole.html", whole)

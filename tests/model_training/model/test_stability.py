@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_training.model.naming import SEGMENT_NAMES, name_segments
+from model_training.model.naming import PROTOTYPES, SEGMENT_NAMES, name_segments, order_violations
 from model_training.model.stability import (
     MATCH_THRESHOLD,
     match_centroids,
@@ -30,6 +30,12 @@ POPULATION = np.column_stack(
 )
 
 
+def _at(name: str) -> list[float]:
+    """The raw profile at a name's prototype scores on the uniform population."""
+    r, f, m = PROTOTYPES[name]
+    return [366 * (1 - r), 1 + 19 * f, 9990 * m]
+
+
 def _profiles(k: int) -> np.ndarray:
     rng = np.random.default_rng(k)
     return np.column_stack([rng.uniform(0, 366, k), rng.uniform(1, 20, k), rng.uniform(0, 9990, k)])
@@ -40,7 +46,8 @@ def test_permuted_clusters_keep_their_names(seed: int) -> None:
     order = np.random.default_rng(seed).permutation(len(OLD))
     jitter = np.random.default_rng(seed + 100).normal(0, 0.05, OLD.shape)
     new = OLD[order] + jitter
-    match = stable_names(new, OLD, OLD_NAMES, _profiles(5), POPULATION)
+    profiles = [_at(OLD_NAMES[i]) for i in order]
+    match = stable_names(new, OLD, OLD_NAMES, profiles, POPULATION)
     assert match.names == [OLD_NAMES[i] for i in order]
     assert match.inherited == {position: int(i) for position, i in enumerate(order)}
     assert all(distance < MATCH_THRESHOLD for distance in match.distances.values())
@@ -49,7 +56,9 @@ def test_permuted_clusters_keep_their_names(seed: int) -> None:
 def test_a_segment_beyond_the_threshold_gets_a_fresh_unused_name() -> None:
     new = OLD.copy()
     new[2] = [10.0, 10.0, 10.0]  # nothing old is near it
-    match = stable_names(new, OLD, OLD_NAMES, _profiles(5), POPULATION)
+    profiles = [_at(name) for name in OLD_NAMES]
+    profiles[2] = [180.0, 5.0, 2500.0]  # average on every axis
+    match = stable_names(new, OLD, OLD_NAMES, profiles, POPULATION)
     assert 2 not in match.inherited
     assert match.distances[2] > MATCH_THRESHOLD  # paired by the assignment, but too far
     assert [match.names[i] for i in (0, 1, 3, 4)] == [OLD_NAMES[i] for i in (0, 1, 3, 4)]
@@ -66,12 +75,22 @@ def test_threshold_is_inclusive_and_configurable() -> None:
 
 def test_more_new_segments_than_old_names_the_surplus_by_the_rules() -> None:
     new = np.vstack([OLD, [[-3.0, -3.0, -3.0]], [[6.0, 0.0, 0.0]]])
-    profiles = _profiles(7)
+    profiles = np.array([*(_at(name) for name in OLD_NAMES), _at("hibernating"), _at("promising")])
     match = stable_names(new, OLD, OLD_NAMES, profiles, POPULATION)
     assert match.names[:5] == OLD_NAMES
     taken = set(OLD_NAMES)
     assert match.names[5:] == name_segments(profiles[5:], POPULATION, taken=taken)
     assert not taken & set(match.names[5:])
+
+
+def test_an_inherited_name_that_breaks_the_value_order_is_given_up() -> None:
+    # Segment 1 kept "champions" but is now worse on every axis than segment 0 ("loyal").
+    names = ["loyal", "champions", "lost"]
+    profiles = [[20.0, 15.0, 8000.0], [60.0, 12.0, 6000.0], [350.0, 1.0, 50.0]]
+    match = stable_names(OLD[:3], OLD[:3], names, profiles, POPULATION)
+    assert match.names == ["champions", "loyal", "lost"]
+    assert order_violations(profiles, match.names) == []
+    assert match.inherited == {2: 2}
 
 
 def test_fewer_new_segments_than_old_take_the_nearest() -> None:
