@@ -85,6 +85,15 @@ async def _lookups(base: str, customers: int, requests: int, concurrency: int) -
     return latencies
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wait(base: str, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -130,17 +139,22 @@ def main(argv: list[str] | None = None) -> int:
                     lines += chunk.count(b"\n")
             csv_s = time.perf_counter() - started
             print(f"CSV of {lines - 1:,} customers streamed in {csv_s:.2f} s")
-            started = time.perf_counter()
-            latencies = np.array(
-                asyncio.run(_lookups(base, args.customers, args.requests, args.concurrency))
-            )
-            elapsed = time.perf_counter() - started
-            p50, p99 = np.percentile(latencies * 1000, [50, 99])
-            print(
-                f"GET /v1/customers/{{id}}: {len(latencies):,} requests, {args.concurrency} "
-                f"concurrent: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-                f"({len(latencies) / elapsed:,.0f} requests/s)"
-            )
+            for concurrency in sorted({1, args.concurrency}):
+                requests = args.requests if concurrency > 1 else min(args.requests, 1000)
+                cpu = _cpu_s(server.pid)
+                started = time.perf_counter()
+                latencies = np.array(
+                    asyncio.run(_lookups(base, args.customers, requests, concurrency))
+                )
+                elapsed = time.perf_counter() - started
+                server_ms = (_cpu_s(server.pid) - cpu) / len(latencies) * 1000
+                p50, p99 = np.percentile(latencies * 1000, [50, 99])
+                print(
+                    f"GET /v1/customers/{{id}}: {len(latencies):,} requests, {concurrency} "
+                    f"concurrent: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+                    f"({len(latencies) / elapsed:,.0f} requests/s; server CPU "
+                    f"{server_ms:.2f} ms per request)"
+                )
         finally:
             if server is not None:
                 server.terminate()

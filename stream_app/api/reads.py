@@ -228,7 +228,7 @@ class ProfileReader:
 
         async def read(after: str) -> tuple[list[str], list[CustomerState | None]]:
             ids = await self.store.segment_page(segment, after, page)
-            return ids, await self.store.load(ids) if ids else []
+            return ids, await self.store.load_rfm(ids) if ids else []
 
         upcoming = asyncio.ensure_future(read(""))
         try:
@@ -252,7 +252,7 @@ class ProfileReader:
         more = len(ids) > limit
         ids = ids[:limit]
         now = await self.now()
-        states = await self.store.load(ids)
+        states = await self.store.load_rfm(ids)
         rows = [
             _row(state, now)
             for state in states

@@ -285,6 +285,13 @@ class SegmentIndex(Protocol):
         """
         ...
 
+    async def load_rfm(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
+        """Several customers' states with only what RFM needs, their country and segment.
+
+        Other fields keep their defaults (None where unknown); lighter than ``load``.
+        """
+        ...
+
     async def segment_page(self, segment: str, after: str, limit: int) -> list[str]:
         """Up to ``limit`` customer ids in ``segment`` now, in id order, after ``after``."""
         ...

@@ -143,6 +143,9 @@ class MemoryStore:
         found = [self._states.get(customer) for customer in customer_ids]
         return [None if state is None else _bare(state) for state in found]
 
+    async def load_rfm(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
+        return await self.load(customer_ids)
+
     async def schedule(self, due: Mapping[str, float]) -> None:
         self._due.update(due)
 

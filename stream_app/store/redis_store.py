@@ -50,6 +50,10 @@ def decode_state(customer_id: str, fields: Mapping[str, str | None]) -> Customer
     return _from_row(customer_id, [fields.get(name) for name in _FIELDS])
 
 
+#: The state fields :meth:`RedisStore.load_rfm` reads, in this order.
+_RFM_FIELDS = ("frequency", "spent", "returned_matched", "last_purchase", "country", "segment")
+
+
 def _number(value: str | None) -> float | None:
     return float(value) if value else None
 
@@ -427,6 +431,32 @@ class RedisStore:
             _from_row(customer, row) if row.count(None) != width else None
             for customer, row in zip(customer_ids, rows, strict=True)
         ]
+
+    async def load_rfm(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
+        if not customer_ids:
+            return []
+        trip = RoundTrip(self.client)
+        self._queue_chunks(trip, self._load, customer_ids, self._state_key, lambda _: _RFM_FIELDS)
+        rows = (row for chunk in await trip.execute() for row in chunk)
+        width = len(_RFM_FIELDS)
+        states: list[CustomerState | None] = []
+        for customer, row in zip(customer_ids, rows, strict=True):
+            if row.count(None) == width:
+                states.append(None)
+                continue
+            frequency, spent, matched, last, country, segment = row
+            states.append(
+                CustomerState(
+                    customer,
+                    int(frequency or 0),
+                    float(spent or 0.0),
+                    float(matched or 0.0),
+                    last_purchase=float(last) if last else None,
+                    country=country or "",
+                    segment=segment or None,
+                )
+            )
+        return states
 
     async def schedule(self, due: Mapping[str, float]) -> None:
         if due:

@@ -9,13 +9,16 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import numpy as np
+import numpy.typing as npt
 import redis
 
 from stream_app.service.ports import SegmentUpdate
+from stream_app.service.processor import BatchProcessor
 from stream_app.store.keys import Keys
 from stream_app.store.memory import MemoryStore
 from stream_app.store.redis_store import RedisStore
-from tests.fakes import purchase_effect
+from tests.fakes import FrequencyModel, MemoryPublisher, purchase_effect
 
 Store = MemoryStore | RedisStore
 
@@ -123,3 +126,47 @@ async def test_a_bulk_write_drops_the_index_and_it_is_built_again(
         assert not client.exists(keys.indexed, keys.members("new"))
         assert await store.segment_page("new", "", 10) == ["b"]
         assert await store.segment_page("loyal", "", 10) == ["a"]
+
+
+class Everyone:
+    """A model that puts everyone in ``new``."""
+
+    version = "v-new"
+
+    def predict_segments(self, rfm: npt.NDArray[np.float64]) -> npt.NDArray[np.str_]:
+        return np.full(len(rfm), "new")
+
+
+async def test_the_rescore_after_a_retrain_moves_the_index_along(store: Store) -> None:
+    ids = [f"c{number:02d}" for number in range(40)]
+    # Even-numbered customers order twice: FrequencyModel puts them in `loyal`.
+    await store.apply(
+        [
+            purchase_effect(f"{c}-{order}", day(1 + order), ("A", 1, 5.0), customer=c)
+            for number, c in enumerate(ids)
+            for order in range(2 if number % 2 == 0 else 1)
+        ]
+    )
+    await store.advance_clock(day(5))
+    await store.ensure_indexes()
+    publisher = MemoryPublisher()
+    await BatchProcessor(store, publisher, Everyone).rescore_all("order", batch_size=7)  # type: ignore[arg-type]
+    assert await all_members(store, "new", page=9) == ids
+    await BatchProcessor(store, publisher, FrequencyModel).rescore_all("retrain", batch_size=7)  # type: ignore[arg-type]
+    assert await all_members(store, "loyal", page=9) == ids[::2]
+    assert await all_members(store, "new", page=9) == ids[1::2]
+    assert await store.flows() == {
+        "2011-03-05": {("", "new", "order"): 40, ("new", "loyal", "retrain"): 20}
+    }
+
+
+async def test_load_rfm_reads_what_rfm_needs(store: Store) -> None:
+    await store.apply(
+        [purchase_effect("e1", day(2), ("A", 3, 2.5), customer="c1", country="France")]
+    )
+    await store.record_each([update("c1", "new", None, 1, on=2)])
+    light, missing = await store.load_rfm(["c1", "nobody"])
+    (full,) = await store.load(["c1"])
+    assert missing is None and light is not None and full is not None
+    assert light.rfm(day(9)) == full.rfm(day(9)) == (7, 1, 7.5)
+    assert (light.country, light.segment, light.has_rfm) == ("France", "new", True)
