@@ -15,7 +15,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import FastAPI, Header, Query
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -263,17 +263,16 @@ def create_app(settings: Settings, *, store: ProfileStore | None = None) -> Fast
         response_class=EventSourceResponse,
         responses={200: {"content": {"text/event-stream": {}}}},
     )
-    async def changes(request: Request) -> EventSourceResponse:
+    async def changes() -> EventSourceResponse:
         """Each segment change published from now on, as an SSE event ``change``."""
-        subscription = feed.subscribe()
-        queue = await subscription.__aenter__()
+        # The answer starts once the consumer is at the topic's end, so that every change
+        # published after the client saw it is delivered.
+        await feed.ready()
 
         async def events() -> AsyncIterator[ServerSentEvent]:
-            try:
+            async with feed.subscribe() as queue:
                 while True:
                     yield ServerSentEvent(data=await queue.get(), event="change")
-            finally:
-                await subscription.__aexit__(None, None, None)
 
         return EventSourceResponse(events(), ping=int(PING_S))
 

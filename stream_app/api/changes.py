@@ -42,20 +42,26 @@ class ChangeFeed:
         self._task: asyncio.Task[None] | None = None
         self._positioned = asyncio.Event()
 
-    @contextlib.asynccontextmanager
-    async def subscribe(self, wait_s: float = 10.0) -> AsyncIterator[asyncio.Queue[str]]:
-        """A queue of the changes published after the feed reached the topic's end.
+    async def ready(self, wait_s: float = 10.0) -> bool:
+        """Start the consumer if it is not running; wait until it is at the topic's end.
 
-        Waits (up to ``wait_s``) until the consumer is at the end of the topic, so that a
-        change published once this returns is delivered.
+        Returns whether it got there within ``wait_s`` (the broker may be down, or the topic
+        not there yet: clients then hear the changes from when it is).
         """
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="change-feed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._positioned.wait(), wait_s)
+        return self._positioned.is_set()
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[str]]:
+        """A queue of the changes the feed reads from now on (see :meth:`ready`)."""
         queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_SIZE)
         self._queues.add(queue)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="change-feed")
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._positioned.wait(), wait_s)
             yield queue
         finally:
             self._queues.discard(queue)

@@ -281,14 +281,22 @@ class ProfileReader:
             raise ApiProblem(404, f"no customer is in segment {segment!r}")
 
     async def daily(self, since: str | None, until: str | None) -> DailySegments:
-        """Segment sizes at the end of each day with changes, carried over from the last."""
+        """Segment sizes at the end of each day from the first with changes (or ``since``) to
+        the last (or ``until``, if earlier): a day without changes keeps the day before's."""
         low, high = parse_day(since, "since"), parse_day(until, "until")
+        recorded = await self.store.daily_sizes()
+        if not recorded:
+            return DailySegments(days=[])
         sizes: dict[str, int] = {}
         days = []
-        for day, changed in (await self.store.daily_sizes(None, high)).items():
-            sizes.update(changed)
-            if low is None or day >= low:
-                days.append(DaySizes(date=day, segments={k: v for k, v in sizes.items() if v}))
+        day = date.fromisoformat(min(recorded))
+        last = date.fromisoformat(min(max(recorded), high or max(recorded)))
+        while day <= last:
+            name = day.isoformat()
+            sizes.update(recorded.get(name, {}))
+            if low is None or name >= low:
+                days.append(DaySizes(date=name, segments={k: v for k, v in sizes.items() if v}))
+            day += timedelta(days=1)
         return DailySegments(days=days)
 
     async def flows(self, since: str | None, until: str | None) -> Flows:

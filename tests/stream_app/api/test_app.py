@@ -172,12 +172,13 @@ async def test_flows_and_daily_sizes(api: httpx.AsyncClient) -> None:
     days = (await api.get("/v1/segments/daily")).json()["days"]
     assert days == [
         {"date": "2011-03-01", "segments": {"new": 10}},
+        {"date": "2011-03-02", "segments": {"new": 10}},  # no change: the day before's
         {"date": "2011-03-03", "segments": {"new": 6, "champions": 4}},
     ]
     until = await api.get(
         "/v1/segments/daily", params={"since": "2011-03-02", "until": "2011-03-02"}
     )
-    assert until.json()["days"] == []
+    assert until.json()["days"] == [{"date": "2011-03-02", "segments": {"new": 10}}]
 
 
 async def test_models_without_any(api: httpx.AsyncClient) -> None:
