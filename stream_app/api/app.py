@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from model_training.exceptions import ModelArtifactError
 from stream_app.api.auth import RequireKey
 from stream_app.api.changes import ChangeFeed
 from stream_app.api.models import (
@@ -124,7 +125,17 @@ def create_app(settings: Settings, *, store: ProfileStore | None = None) -> Fast
     async def now() -> float | None:
         return time.time() if settings.clock is Clock.WALL else await reads_store.clock()
 
-    reader = ProfileReader(reads_store, now, registry.current_version)
+    async def model_segments() -> list[str]:
+        version = await registry.current_version()
+        if version is None:
+            return []
+        try:
+            card = await registry.card(version)
+        except ModelArtifactError:
+            return []
+        return [str(name) for name in card.get("segment_names", [])]
+
+    reader = ProfileReader(reads_store, now, registry.current_version, model_segments)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -78,10 +78,10 @@ class CustomerHistory(_Body):
 
 
 class MeanMedian(_Body):
-    """The mean and median of one RFM dimension over a segment's customers."""
+    """The mean and median of one RFM dimension over a segment's customers (null: none)."""
 
-    mean: float
-    median: float
+    mean: float | None
+    median: float | None
 
 
 class SegmentStats(_Body):

@@ -111,6 +111,8 @@ class ProfileReader:
         The stream clock (epoch seconds; None before the first event).
     model_version
         The version the workers serve (None: none yet).
+    model_segments
+        The segment names of that version (listed in the statistics even when empty).
     stats_ttl_s
         Seconds the segment statistics are reused.
     """
@@ -120,11 +122,13 @@ class ProfileReader:
         store: ProfileStore,
         now: Callable[[], Awaitable[float | None]],
         model_version: Callable[[], Awaitable[str | None]],
+        model_segments: Callable[[], Awaitable[list[str]]] | None = None,
         stats_ttl_s: float = STATS_TTL_S,
     ) -> None:
         self.store = store
         self._now = now
         self._model_version = model_version
+        self._model_segments = model_segments
         self.stats_ttl_s = stats_ttl_s
         self._stats: tuple[float, Segments] | None = None
         self._stats_lock = asyncio.Lock()
@@ -210,7 +214,9 @@ class ProfileReader:
             for segment, rows in columns.items()
             if len(rows)
         ]
-        stats.sort(key=lambda item: (-item.revenue_share, item.name))
+        names = await self._model_segments() if self._model_segments is not None else []
+        stats.extend(_empty(name) for name in names if not len(columns.get(name, ())))
+        stats.sort(key=lambda item: (-item.revenue_share, -item.customers, item.name))
         return Segments(
             model_version=version,
             clock=_time(now),
@@ -317,6 +323,22 @@ class ProfileReader:
             if count
         ]
         return Flows(since=low, until=high, flows=flows)
+
+
+def _empty(segment: str) -> SegmentStats:
+    """A segment of the model nobody is in now."""
+    nothing = MeanMedian(mean=None, median=None)
+    return SegmentStats(
+        name=segment,
+        label=label_for(segment),
+        action=_action(segment),
+        customers=0,
+        customer_share=0.0,
+        revenue_share=0.0,
+        recency_days=nothing,
+        frequency=nothing,
+        monetary=nothing,
+    )
 
 
 def _rfm(state: CustomerState, now: float | None) -> tuple[float, float, float]:
