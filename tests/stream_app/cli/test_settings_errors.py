@@ -26,6 +26,7 @@ COMMANDS = {
     "models": ["models", "list"],
     "retrain": ["retrain"],
     "status": ["status"],
+    "serve": ["serve"],
     "stack": ["stack", "up"],
     "demo": ["demo"],
     "train": ["train", "--input", "history.csv", "--output", "model"],
