@@ -106,6 +106,14 @@ window.RFM = window.RFM || {};
     return isNaN(when) ? String(iso) : moment.format(when) + " UTC";
   };
 
+  var timeOfDay = new Intl.DateTimeFormat("en-GB", {
+    hour: "2-digit", minute: "2-digit", timeZone: "UTC",
+  });
+  RFM.time = function (iso) {
+    var when = new Date(iso);
+    return isNaN(when) ? "" : timeOfDay.format(when) + " UTC";
+  };
+
   RFM.now = function () { return clockTime.format(new Date()); };
 
   var REASONS = {

@@ -108,7 +108,7 @@
     }], layout({
       height: Math.max(220, 34 * bySize.length + 40),
       margin: { l: 150, r: 20, t: 10, b: 30 },
-      xaxis: { title: { text: "customers" }, gridcolor: "#e6e9ef", zeroline: false },
+      xaxis: { gridcolor: "#e6e9ef", zeroline: false, tickformat: ",d" },
       yaxis: { automargin: true },
       bargap: 0.25,
     }), PLOT_CONFIG);
@@ -380,7 +380,8 @@
   // ---- The stream's pace ----------------------------------------------------------------
 
   function showStream(body) {
-    $("kpi-clock").textContent = RFM.moment(body.clock);
+    $("kpi-clock").textContent = RFM.date(body.clock);
+    $("kpi-clock-time").textContent = body.clock ? RFM.time(body.clock) : "no orders yet";
     $("kpi-events").textContent = RFM.count(body.events_applied);
     $("kpi-rate").textContent = body.events_per_s === null ? ""
       : RFM.count(Math.round(body.events_per_s * 10) / 10) + " per second";
