@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,8 +123,12 @@ def running_api(settings: Settings, log_path: Path) -> Iterator[Api]:
 
 
 def publish(settings: Settings, events: list[tuple[bytes, bytes]]) -> None:
-    """Publish ``events`` without waiting for the workers."""
-    asyncio.run(publish_events(settings, events))
+    """Publish ``events`` without waiting for the workers.
+
+    In a thread of its own: Playwright's sync API runs an event loop in the test's thread.
+    """
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, publish_events(settings, events)).result(timeout=30)
 
 
 def test_the_live_page_shows_the_stream_as_it_happens(
@@ -154,72 +159,81 @@ def test_the_live_page_shows_the_stream_as_it_happens(
         with (
             running_worker(settings, tmp_path / "worker.log"),
             running_api(settings, tmp_path / "api.log") as api,
-            sync_api.sync_playwright() as playwright,
         ):
             replay(settings, events)
             wait_for(lambda: client.hget(keys.rescore_job(V1), "done"), 60, "the first scoring")
-            browser = playwright.chromium.launch(executable_path=chromium)
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            problems: list[str] = []
-            page.on(
-                "console",
-                lambda m: (
-                    problems.append(f"console {m.type}: {m.text}")
-                    if m.type in ("error", "warning")
-                    else None
-                ),
-            )
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-
-            page.goto(f"{api.base}/?key={KEY}")
-            assert "key=" not in page.url  # the key is kept for the tab, not left in the bar
-            page.wait_for_selector("#segments-card[data-state=ready]", timeout=15_000)
-            page.wait_for_selector("#feed-state[data-state=open]", timeout=15_000)
-
-            # The sizes on the page are the API's, under the API's labels.
-            stats = api.get("/v1/segments")
-            assert stats["model_version"] == V1 and stats["segments"], stats
-            shown = page.eval_on_selector_all(
-                "#segments-rows tr",
-                "rows => rows.map(r => [r.dataset.segment, Number(r.dataset.customers),"
-                " r.querySelector('.segment-badge').textContent])",
-            )
-            assert shown == [[s["name"], s["customers"], s["label"]] for s in stats["segments"]]
-            assert page.text_content("#kpi-customers") == f"{stats['customers']:,}"
-
-            # A first order of a new customer gives them a first segment: a change, live.
-            clock = datetime.fromtimestamp(float(client.get(keys.clock) or 0), UTC)
-            order = order_event("page-order-1", NEW_CUSTOMER, clock)
-            published_at = time.monotonic()
-            publish(settings, [(NEW_CUSTOMER.encode(), order)])
-            page.wait_for_selector(f'#feed li[data-customer="{NEW_CUSTOMER}"]', timeout=15_000)
-            feed_s = time.monotonic() - published_at
-            profile = api.get(f"/v1/customers/{NEW_CUSTOMER}")
-            item = page.locator(f'#feed li[data-customer="{NEW_CUSTOMER}"]')
-            assert item.get_attribute("data-segment") == profile["segment"]
-            assert item.locator(".segment-badge.to").text_content() == profile["label"]
-            page.wait_for_timeout(500)  # the arrival highlight fades
-            page.screenshot(path=screenshots / "live-page.png", full_page=True)
-
-            # The lookup shows the customer's segment, by its label.
-            page.fill("#lookup-id", NEW_CUSTOMER)
-            page.click("#lookup-form button")
-            page.wait_for_selector("#lookup-card[data-state=ready]", timeout=10_000)
-            assert page.text_content("#lookup-segment") == profile["label"]
-            assert page.locator("#lookup-history li").count() >= 1
-            page.locator("#lookup-card").scroll_into_view_if_needed()
-            page.screenshot(path=screenshots / "lookup.png", full_page=True)
-            assert problems == []
-
-            # An unknown customer is said so (the browser logs the 404 itself).
-            page.fill("#lookup-id", "nobody-at-all")
-            page.click("#lookup-form button")
-            page.wait_for_selector("#lookup-card[data-state=not-found]", timeout=10_000)
-            assert "No customer" in page.text_content("#lookup-message")
-            browser.close()
+            with sync_api.sync_playwright() as playwright:
+                feed_s = _drive_the_page(playwright, chromium, settings, api, client, screenshots)
         print(
             f"\nscreenshots in {screenshots}; the change was on the page {feed_s:.1f} s after "
             f"it was published; {time.monotonic() - started:.0f} s in all"
         )
     finally:
         client.close()
+
+
+def _drive_the_page(
+    playwright: Any, chromium: str, settings: Settings, api: Api, client: Any, screenshots: Path
+) -> float:
+    """Open the page, check what it shows, take the screenshots; the feed's delay in s."""
+    keys = Keys(settings.key_prefix)
+    browser = playwright.chromium.launch(executable_path=chromium)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda m: (
+            problems.append(f"console {m.type}: {m.text}")
+            if m.type in ("error", "warning")
+            else None
+        ),
+    )
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+
+    page.goto(f"{api.base}/?key={KEY}")
+    assert "key=" not in page.url  # the key is kept for the tab, not left in the bar
+    page.wait_for_selector("#segments-card[data-state=ready]", timeout=15_000)
+    page.wait_for_selector("#feed-state[data-state=open]", timeout=15_000)
+
+    # The sizes on the page are the API's, under the API's labels.
+    stats = api.get("/v1/segments")
+    assert stats["model_version"] == V1 and stats["segments"], stats
+    shown = page.eval_on_selector_all(
+        "#segments-rows tr",
+        "rows => rows.map(r => [r.dataset.segment, Number(r.dataset.customers),"
+        " r.querySelector('.segment-badge').textContent])",
+    )
+    assert shown == [[s["name"], s["customers"], s["label"]] for s in stats["segments"]]
+    assert page.text_content("#kpi-customers") == f"{stats['customers']:,}"
+
+    # A first order of a new customer gives them a first segment: a change, live.
+    clock = datetime.fromtimestamp(float(client.get(keys.clock) or 0), UTC)
+    order = order_event("page-order-1", NEW_CUSTOMER, clock)
+    published_at = time.monotonic()
+    publish(settings, [(NEW_CUSTOMER.encode(), order)])
+    page.wait_for_selector(f'#feed li[data-customer="{NEW_CUSTOMER}"]', timeout=15_000)
+    feed_s = time.monotonic() - published_at
+    profile = api.get(f"/v1/customers/{NEW_CUSTOMER}")
+    item = page.locator(f'#feed li[data-customer="{NEW_CUSTOMER}"]')
+    assert item.get_attribute("data-segment") == profile["segment"]
+    assert item.locator(".segment-badge.to").text_content() == profile["label"]
+    page.wait_for_timeout(500)  # the arrival highlight fades
+    page.screenshot(path=screenshots / "live-page.png", full_page=True)
+
+    # The lookup shows the customer's segment, by its label.
+    page.fill("#lookup-id", NEW_CUSTOMER)
+    page.click("#lookup-form button")
+    page.wait_for_selector("#lookup-card[data-state=ready]", timeout=10_000)
+    assert page.text_content("#lookup-segment") == profile["label"]
+    assert page.locator("#lookup-history li").count() >= 1
+    page.locator("#lookup-card").scroll_into_view_if_needed()
+    page.screenshot(path=screenshots / "lookup.png", full_page=True)
+    assert problems == []
+
+    # An unknown customer is said so (the browser logs the 404 itself).
+    page.fill("#lookup-id", "nobody-at-all")
+    page.click("#lookup-form button")
+    page.wait_for_selector("#lookup-card[data-state=not-found]", timeout=10_000)
+    assert "No customer" in page.text_content("#lookup-message")
+    browser.close()
+    return feed_s
