@@ -157,6 +157,17 @@ class Settings(BaseSettings):
     web_host: str = Field(
         "127.0.0.1", description="Address the worker's web server binds to (0.0.0.0: all)"
     )
+    api_host: str = Field(
+        "127.0.0.1",
+        description="Address `rfm serve` binds to (keep it on loopback unless "
+        "the API is behind TLS and RFM_API_KEYS are set: it serves personal data)",
+    )
+    api_port: int = Field(8000, ge=0, le=65535, description="Port `rfm serve` binds to")
+    api_keys: SecretStr | None = Field(
+        None,
+        description="Comma-separated keys of the Profile API (`Authorization: Bearer KEY`); "
+        "unset: no key needed",
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="Log lines as text, or as one JSON object per line"
     )
@@ -241,6 +252,19 @@ class Settings(BaseSettings):
             max_unit_price=self.max_unit_price,
             max_order_value=self.max_order_value,
             max_ahead_s=self.max_event_ahead_s,
+        )
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        """The keys the Profile API accepts (empty: none needed).
+
+        >>> sorted(Settings(api_keys=" k1, k2 ,").api_key_set)
+        ['k1', 'k2']
+        """
+        if self.api_keys is None:
+            return frozenset()
+        return frozenset(
+            key.strip() for key in self.api_keys.get_secret_value().split(",") if key.strip()
         )
 
     @property

@@ -13,6 +13,7 @@ from model_training.exceptions import RFMError
 from stream_app.cli import stream as stream_cli
 from stream_app.cli.dlq import dlq
 from stream_app.cli.models import models, retrain_command
+from stream_app.cli.serve import serve
 from stream_app.cli.stack import stack
 from stream_app.cli.status import status
 from stream_app.logs import configure_logging
@@ -39,6 +40,7 @@ cli.add_command(models)
 cli.add_command(retrain_command)
 cli.add_command(dlq)
 cli.add_command(status)
+cli.add_command(serve)
 for command in (
     stream_cli.worker,
     stream_cli.replay,
@@ -92,7 +94,7 @@ def settings_problem(exc: ValidationError) -> str:
 
 
 #: Settings whose value is never shown, even when it is the wrong one.
-_SECRETS = frozenset({"kafka_sasl_password"})
+_SECRETS = frozenset({"kafka_sasl_password", "api_keys"})
 
 
 def _shown(field: str, value: object) -> str:

@@ -61,17 +61,26 @@ class StreamStatus:
     lag: list[PartitionLag] = field(default_factory=list)
     dlq_topic: str = ""
     dead_letters: int = 0
+    #: Why the broker's part (lag, dead letters) is missing (only with ``broker_optional``).
+    broker_problem: str | None = None
+    #: The service-wide counters (``events``, ``applied``, ...).
+    counters: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The status as JSON-ready data (``rfm status --json``)."""
         data = asdict(self)
+        for internal in ("broker_problem", "counters"):
+            del data[internal]
         data["lag"] = [{**asdict(part), "lag": part.lag} for part in self.lag]
         data["total_lag"] = sum(part.lag for part in self.lag)
         return data
 
 
-async def stream_status(settings: Settings) -> StreamStatus:
+async def stream_status(settings: Settings, *, broker_optional: bool = False) -> StreamStatus:
     """Read the status of the stream these settings describe.
+
+    With ``broker_optional``, a broker that does not answer leaves the lag and the dead
+    letters out (``broker_problem`` says why) instead of raising.
 
     Raises
     ------
@@ -102,10 +111,16 @@ async def stream_status(settings: Settings) -> StreamStatus:
             orders_topic=settings.orders_topic,
             group=settings.app_id,
             dlq_topic=settings.dlq_topic,
+            counters=await store.counters(),
         )
     finally:
         await client.aclose()
-    status.lag, status.dead_letters = await _offsets(settings)
+    try:
+        status.lag, status.dead_letters = await _offsets(settings)
+    except BrokerUnavailableError as exc:
+        if not broker_optional:
+            raise
+        status.broker_problem = str(exc)
     return status
 
 

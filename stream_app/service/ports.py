@@ -37,6 +37,7 @@ __all__ = [
     "RescoreJobs",
     "RescoreProgress",
     "RetrainCoordination",
+    "SegmentIndex",
     "SegmentUpdate",
 ]
 
@@ -88,6 +89,7 @@ class SegmentUpdate:
     sequence: int
     history_entry: str  # the change as published, JSON
     rfm: tuple[int, int, float] | None = None  # the RFM the segment was assigned at
+    reason: str = "order"  # what made the change: order, recency or retrain
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +267,30 @@ class CustomerStore(Protocol):
 
     async def history(self, customer_id: str) -> list[str]:
         """The customer's recent segment changes, newest first, as JSON texts."""
+        ...
+
+
+class SegmentIndex(Protocol):
+    """What the store keeps for reading segments back: members, flows and sizes per day.
+
+    Days are stream-clock days (UTC), as ``YYYY-MM-DD``; ``since`` and ``until`` are
+    inclusive, None for no bound.
+    """
+
+    async def segment_page(self, segment: str, after: str, limit: int) -> list[str]:
+        """Up to ``limit`` customer ids in ``segment`` now, in id order, after ``after``."""
+        ...
+
+    async def flows(
+        self, since: str | None = None, until: str | None = None
+    ) -> dict[str, dict[tuple[str, str, str], int]]:
+        """Per day, ``(from segment ('' for none), to segment, reason)`` -> changes."""
+        ...
+
+    async def daily_sizes(
+        self, since: str | None = None, until: str | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Per day, the size of each segment after its last change that day."""
         ...
 
 

@@ -607,6 +607,7 @@ class BatchProcessor:
                 sequence=change.sequence,
                 history_entry=message.payload,
                 rfm=(change.rfm.recency_days, change.rfm.frequency, change.rfm.monetary),
+                reason=change.reason,
             )
             for message in messages
             for change in (message.change,)

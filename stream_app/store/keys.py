@@ -77,6 +77,28 @@ class Keys:
         return f"{self.prefix}:segments"
 
     @property
+    def indexed(self) -> str:
+        """Set of the segments with a member index (the member ``""`` marks them built)."""
+        return f"{self.prefix}:segments:indexed"
+
+    def members(self, segment: str) -> str:
+        """Sorted set (all scores 0, so ordered by id): the customers in ``segment`` now."""
+        return f"{self.prefix}:segment:{segment}"
+
+    @property
+    def days(self) -> str:
+        """Sorted set (all scores 0, so ordered by date): the days with recorded changes."""
+        return f"{self.prefix}:days"
+
+    def flows(self, day: str) -> str:
+        """Hash: ``from|to|reason`` -> segment changes recorded on ``day`` (YYYY-MM-DD)."""
+        return f"{self.prefix}:flows:{day}"
+
+    def sizes(self, day: str) -> str:
+        """Hash: segment -> its customers after its last change on ``day`` (YYYY-MM-DD)."""
+        return f"{self.prefix}:sizes:{day}"
+
+    @property
     def due(self) -> str:
         """Sorted set: customer id scored by when (stream clock) their segment next changes."""
         return f"{self.prefix}:due"

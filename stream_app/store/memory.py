@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TypeVar
 
 from stream_app.core.effects import OrderEffect
 from stream_app.core.state import CustomerState, apply_effect, conflicting_digest
@@ -11,6 +13,8 @@ from stream_app.exceptions import StoreLostError
 from stream_app.service.ports import DUE_LEASE_S, AppliedBatch, SegmentUpdate
 
 __all__ = ["MemoryStore"]
+
+T = TypeVar("T")
 
 
 class MemoryStore:
@@ -26,6 +30,9 @@ class MemoryStore:
         self._due: dict[str, float] = {}
         self._counters: dict[str, int] = {}
         self._max_history = max_history
+        #: Per day: (from, to, reason) -> changes; segment -> size after its last change.
+        self._flows: dict[str, dict[tuple[str, str, str], int]] = {}
+        self._sizes: dict[str, dict[str, int]] = {}
 
     async def apply(
         self,
@@ -85,6 +92,7 @@ class MemoryStore:
         self, updates: Sequence[SegmentUpdate], due: Mapping[str, float | None] | None = None
     ) -> list[bool]:
         stored: list[bool] = []
+        counts = await self.segment_counts()
         for update in updates:
             state = self._states.get(update.customer_id) or CustomerState(update.customer_id)
             history = self._history.get(update.customer_id)
@@ -98,6 +106,10 @@ class MemoryStore:
             if state.segment != update.previous_segment or update.sequence <= state.sequence:
                 stored.append(False)
                 continue
+            day = datetime.fromtimestamp(update.since, tz=UTC).date().isoformat()
+            flow = (state.segment or "", update.segment, update.reason)
+            flows = self._flows.setdefault(day, {})
+            flows[flow] = flows.get(flow, 0) + 1
             self._states[update.customer_id] = replace(
                 state,
                 segment=update.segment,
@@ -107,6 +119,12 @@ class MemoryStore:
                 segment_rfm=update.rfm if update.rfm is not None else state.segment_rfm,
                 unannounced=True,
             )
+            if state.segment is not None:
+                counts[state.segment] -= 1
+            counts[update.segment] = counts.get(update.segment, 0) + 1
+            sizes = self._sizes.setdefault(day, {})
+            for segment in filter(None, (state.segment, update.segment)):
+                sizes[segment] = counts[segment]
             entries = self._history.setdefault(update.customer_id, [])
             entries.insert(0, update.history_entry)
             del entries[self._max_history :]
@@ -148,6 +166,24 @@ class MemoryStore:
             if state.segment is not None:
                 counts[state.segment] = counts.get(state.segment, 0) + 1
         return counts
+
+    async def segment_page(self, segment: str, after: str, limit: int) -> list[str]:
+        members = sorted(
+            customer
+            for customer, state in self._states.items()
+            if state.segment == segment and customer > after
+        )
+        return members[:limit]
+
+    async def flows(
+        self, since: str | None = None, until: str | None = None
+    ) -> dict[str, dict[tuple[str, str, str], int]]:
+        return {day: dict(counts) for day, counts in _between(self._flows, since, until)}
+
+    async def daily_sizes(
+        self, since: str | None = None, until: str | None = None
+    ) -> dict[str, dict[str, int]]:
+        return {day: dict(sizes) for day, sizes in _between(self._sizes, since, until)}
 
     async def scan(self, batch_size: int = 1000) -> AsyncIterator[list[CustomerState]]:
         states = [_bare(state) for state in self._states.values()]
@@ -215,6 +251,15 @@ class MemoryStore:
 
     async def history(self, customer_id: str) -> list[str]:
         return list(self._history.get(customer_id, []))
+
+
+def _between(days: Mapping[str, T], since: str | None, until: str | None) -> list[tuple[str, T]]:
+    """The days from ``since`` to ``until`` (inclusive; None: no bound), in order."""
+    return [
+        (day, value)
+        for day, value in sorted(days.items())
+        if (since is None or day >= since) and (until is None or day <= until)
+    ]
 
 
 def _bare(state: CustomerState) -> CustomerState:

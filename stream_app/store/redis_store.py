@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,7 +21,7 @@ from stream_app.store.round_trip import RoundTrip, Script, call, lua_script
 if TYPE_CHECKING:
     from stream_app.settings import Settings
 
-__all__ = ["RedisStore", "decode_state"]
+__all__ = ["RedisStore", "change_day", "decode_state"]
 
 T = TypeVar("T")
 
@@ -101,7 +102,23 @@ def _record_row(update: SegmentUpdate) -> tuple[Any, ...]:
         update.sequence,
         update.history_entry,
         *(("", "", "") if update.rfm is None else map(repr, update.rfm)),
+        update.reason,
+        change_day(update.since),
     )
+
+
+def change_day(since: float) -> str:
+    """The stream-clock day (UTC, ``YYYY-MM-DD``) a change recorded at ``since`` counts in.
+
+    >>> change_day(1291161600.0)
+    '2010-12-01'
+    """
+    return datetime.fromtimestamp(since, tz=UTC).date().isoformat()
+
+
+def _day_range(since: str | None, until: str | None) -> tuple[str, str]:
+    """ZRANGEBYLEX bounds of the days from ``since`` to ``until`` (inclusive)."""
+    return ("-" if since is None else f"[{since}", "+" if until is None else f"[{until}")
 
 
 class RedisStore:
@@ -133,6 +150,8 @@ class RedisStore:
         self._load = lua_script(client, "load_states.lua")
         self._mark_announced = lua_script(client, "mark_announced.lua")
         self._segment_counts = lua_script(client, "segment_counts.lua")
+        self._segment_members = lua_script(client, "segment_members.lua")
+        self._drop_members = lua_script(client, "drop_members.lua")
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "rfm", *, ca_certs: Path | None = None) -> RedisStore:
@@ -245,8 +264,12 @@ class RedisStore:
             self._record,
             updates,
             lambda update: (keys.state(update.customer_id), keys.history(update.customer_id)),
-            lambda chunk: [self.max_history, json.dumps(list(map(_record_row, chunk)))],
-            leading_keys=(keys.segments,),
+            lambda chunk: [
+                self.max_history,
+                json.dumps(list(map(_record_row, chunk))),
+                keys.prefix,
+            ],
+            leading_keys=(keys.segments, keys.indexed, keys.days),
         )
         if due:
             times = [
@@ -390,6 +413,7 @@ class RedisStore:
         # Last: recounted from the states on the next read (segment_counts.lua), so that a
         # change recorded while these were written is neither lost nor counted twice.
         trip.command("DEL", self.keys.segments)
+        trip.script(self._drop_members, [self.keys.indexed], [self.keys.prefix])
         await trip.execute()
 
     async def load(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
@@ -424,6 +448,45 @@ class RedisStore:
         reply = await self._segment_counts([self.keys.segments], [self.keys.state_pattern()])
         pairs = zip(reply[::2], reply[1::2], strict=True)
         return {segment: int(count) for segment, count in pairs if segment and int(count) > 0}
+
+    async def segment_page(self, segment: str, after: str, limit: int) -> list[str]:
+        keys = self.keys
+        ids: list[str] = await self._segment_members(
+            [keys.indexed], [keys.state_pattern(), keys.prefix, segment, after, limit]
+        )
+        return ids
+
+    async def flows(
+        self, since: str | None = None, until: str | None = None
+    ) -> dict[str, dict[tuple[str, str, str], int]]:
+        result: dict[str, dict[tuple[str, str, str], int]] = {}
+        for day, fields in (await self._per_day(self.keys.flows, since, until)).items():
+            counts = result.setdefault(day, {})
+            for name, count in fields.items():
+                source, target, reason = name.split("|")
+                counts[(source, target, reason)] = int(count)
+        return result
+
+    async def daily_sizes(
+        self, since: str | None = None, until: str | None = None
+    ) -> dict[str, dict[str, int]]:
+        days = await self._per_day(self.keys.sizes, since, until)
+        return {
+            day: {segment: int(size) for segment, size in fields.items()}
+            for day, fields in days.items()
+        }
+
+    async def _per_day(
+        self, key_of: Callable[[str], str], since: str | None, until: str | None
+    ) -> dict[str, dict[str, str]]:
+        """The hash ``key_of(day)`` of every day with changes from ``since`` to ``until``."""
+        low, high = _day_range(since, until)
+        days: list[str] = await call(self.client.zrangebylex(self.keys.days, low, high))
+        trip = RoundTrip(self.client)
+        for day in days:
+            trip.command("HGETALL", key_of(day))
+        replies: list[dict[str, str]] = await trip.execute() if days else []
+        return {day: fields for day, fields in zip(days, replies, strict=True) if fields}
 
     async def advance_clock(self, event_time: float) -> float:
         value = await self._clock([self.keys.clock, self.keys.watermarks], [repr(event_time)])

@@ -1,4 +1,5 @@
-"""The layers import one way: core <- service <- adapters (store, kafka) <- cli; devtools apart.
+"""The layers import one way: core <- service <- adapters (store, kafka) <- api <- cli; devtools
+apart.
 
 ``observability`` (the Prometheus metrics and the readiness rule) sits beside the service
 layer: it may import prometheus-client, which nothing below it does.
@@ -49,8 +50,18 @@ FORBIDDEN = {
         "aiokafka",
         "redis",
     ),
-    "store": ("stream_app.kafka", "stream_app.cli", "stream_app.devtools", "faust", "aiokafka"),
-    "kafka": ("stream_app.cli", "stream_app.devtools"),
+    "store": (
+        "stream_app.kafka",
+        "stream_app.cli",
+        "stream_app.devtools",
+        "stream_app.api",
+        "faust",
+        "aiokafka",
+        "fastapi",
+    ),
+    "kafka": ("stream_app.cli", "stream_app.devtools", "fastapi", "starlette", "uvicorn"),
+    # The HTTP API reads through the store and kafka adapters; nothing below imports it.
+    "api": ("stream_app.cli", "stream_app.devtools", "faust"),
 }
 
 

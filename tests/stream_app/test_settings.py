@@ -103,6 +103,7 @@ def test_to_env_names_every_field_with_the_prefix() -> None:
         "kafka_ssl_certfile",
         "kafka_ssl_keyfile",
         "redis_ssl_ca_certs",
+        "api_keys",
     }
     assert set(env) == {
         f"RFM_{name.upper()}" for name in Settings.model_fields if name not in unset
