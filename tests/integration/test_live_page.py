@@ -160,6 +160,9 @@ def test_the_live_page_shows_the_stream_as_it_happens(
             running_worker(settings, tmp_path / "worker.log"),
             running_api(settings, tmp_path / "api.log") as api,
         ):
+            # Read before the replay, as a deployment's page would be: the sizes per day are
+            # kept from the first read of the segments on.
+            api.get("/v1/segments")
             replay(settings, events)
             wait_for(lambda: client.hget(keys.rescore_job(V1), "done"), 60, "the first scoring")
             with sync_api.sync_playwright() as playwright:
@@ -205,6 +208,10 @@ def _drive_the_page(
     )
     assert shown == [[s["name"], s["customers"], s["label"]] for s in stats["segments"]]
     assert page.text_content("#kpi-customers") == f"{stats['customers']:,}"
+    days = api.get("/v1/segments/daily")["days"]
+    assert days, "no sizes per day"
+    page.wait_for_selector("#daily-chart .plot-container", timeout=10_000)
+    assert page.is_visible("#flows-chart .plot-container")
 
     # A first order of a new customer gives them a first segment: a change, live.
     clock = datetime.fromtimestamp(float(client.get(keys.clock) or 0), UTC)

@@ -29,7 +29,9 @@ window.RFM = window.RFM || {};
   });
   var moneyExact = new Intl.NumberFormat("en-GB", { style: "currency", currency: "GBP" });
   var count = new Intl.NumberFormat("en-GB");
-  var percent = new Intl.NumberFormat("en-GB", { style: "percent", maximumFractionDigits: 1 });
+  var percent = new Intl.NumberFormat("en-GB", {
+    style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1,
+  });
   var day = new Intl.DateTimeFormat("en-GB", {
     day: "numeric", month: "short", year: "numeric", timeZone: "UTC",
   });
@@ -123,11 +125,11 @@ window.RFM = window.RFM || {};
   };
   RFM.reason = function (reason) { return REASONS[reason] || reason; };
 
+  // What moved a customer who placed an order (or returned one).
   var DRIVERS = {
-    recency: "time since the last order",
-    frequency: "number of orders",
+    recency: "ordered again",
+    frequency: "more orders",
     monetary: "amount spent",
-    model: "the new model",
   };
   RFM.driver = function (driver) { return driver ? DRIVERS[driver] || driver : null; };
 

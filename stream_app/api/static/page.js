@@ -227,12 +227,12 @@
       link: { source: source, target: target, value: value, color: colours,
         customdata: hover, hovertemplate: "%{customdata}: %{value:,} customers<extra></extra>" },
     }], layout({ height: Math.max(360, 30 * Math.max(left.length, right.length)),
-      margin: { l: 10, r: 10, t: 24, b: 10 },
+      margin: { l: 10, r: 10, t: 34, b: 10 },
       annotations: [
-        { x: 0, y: 1.06, xref: "paper", yref: "paper", showarrow: false, text: "before",
-          font: { color: "#6b778a" }, xanchor: "left" },
-        { x: 1, y: 1.06, xref: "paper", yref: "paper", showarrow: false, text: "after",
-          font: { color: "#6b778a" }, xanchor: "right" },
+        { x: 0, y: 1.0, yshift: 26, xref: "paper", yref: "paper", showarrow: false,
+          text: "before", font: { color: "#6b778a" }, xanchor: "left" },
+        { x: 1, y: 1.0, yshift: 26, xref: "paper", yref: "paper", showarrow: false,
+          text: "after", font: { color: "#6b778a" }, xanchor: "right" },
       ] }), PLOT_CONFIG);
 
     var byReason = {};
@@ -273,7 +273,7 @@
     lookup.addEventListener("click", function () { lookUp(change.customer_id); });
     var why = RFM.reason(change.reason);
     var driver = RFM.driver(change.driver);
-    if (driver && change.reason !== "retrain") why += " · " + driver;
+    if (driver && change.reason === "order") why += " (" + driver + ")";
     var item = el("li", {
       className: "change", "data-customer": change.customer_id,
       "data-segment": change.segment, "data-previous": change.previous_segment || "",
@@ -387,7 +387,7 @@
       : RFM.count(Math.round(body.events_per_s * 10) / 10) + " per second";
     $("kpi-lag").textContent = body.lag === null ? "unknown" : RFM.count(body.lag);
     $("kpi-lag-note").textContent = body.lag === null ? "order stream unreachable"
-      : body.lag === 0 ? "up to date" : "orders";
+      : body.lag === 0 ? "up to date" : body.lag === 1 ? "order" : "orders";
     var workers = Object.keys(body.workers || {}).length;
     var health = $("stream-health");
     var text;
