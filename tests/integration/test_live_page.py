@@ -18,12 +18,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -39,6 +39,8 @@ from stream_app.store.keys import Keys
 from stream_app.store.registry import ModelRegistry
 from tests.fakes import V1, fitted_segmenter, model_card, order_event
 from tests.integration.streaming import replay, running_worker, wait_for
+
+T = TypeVar("T")
 
 CUSTOMERS = 300
 KEY = "page-test-key"
@@ -122,13 +124,57 @@ def running_api(settings: Settings, log_path: Path) -> Iterator[Api]:
             process.wait(timeout=15)
 
 
-def publish(settings: Settings, events: list[tuple[bytes, bytes]]) -> None:
-    """Publish ``events`` without waiting for the workers.
-
-    In a thread of its own: Playwright's sync API runs an event loop in the test's thread.
-    """
+def off_thread(work: Callable[..., T], *args: Any) -> T:
+    """Run ``work(*args)`` in a thread: Playwright's sync API holds the test thread's loop."""
     with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, publish_events(settings, events)).result(timeout=30)
+        return pool.submit(work, *args).result(timeout=180)
+
+
+def publish_model(settings: Settings) -> None:
+    async def run() -> None:
+        client = redis_client(settings.redis_url)
+        try:
+            registry = ModelRegistry(settings.model_dir, client, Keys(settings.key_prefix))
+            await registry.publish(fitted_segmenter(0), model_card(V1))
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
+
+
+def publish(settings: Settings, events: list[tuple[bytes, bytes]]) -> None:
+    """Publish ``events`` without waiting for the workers."""
+    asyncio.run(publish_events(settings, events))
+
+
+class Browser:
+    """One page of headless Chromium, with the console errors and page errors it had."""
+
+    def __init__(self, playwright: Any, chromium: str) -> None:
+        self.browser = playwright.chromium.launch(executable_path=chromium)
+        self.page = self.browser.new_page(viewport={"width": 1400, "height": 900})
+        self.problems: list[str] = []
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
+
+    def _console(self, message: Any) -> None:
+        if message.type in ("error", "warning"):
+            self.problems.append(f"console {message.type}: {message.text}")
+
+    def explain(self, screenshots: Path) -> str:
+        """What the page showed when a check failed (a screenshot is saved too)."""
+        self.page.screenshot(path=screenshots / "failure.png", full_page=True)
+        states = self.page.eval_on_selector_all(
+            "[data-state]", "nodes => nodes.map(n => (n.id || n.tagName) + '=' + n.dataset.state)"
+        )
+        messages = self.page.eval_on_selector_all(
+            ".empty:not([hidden]), .banner:not([hidden])", "nodes => nodes.map(n => n.textContent)"
+        )
+        return f"states {states}; messages {messages}; problems {self.problems}"
+
+    def shot(self, path: Path) -> None:
+        self.page.wait_for_timeout(500)  # the highlight of a new change fades
+        self.page.screenshot(path=path, full_page=True)
 
 
 def test_the_live_page_shows_the_stream_as_it_happens(
@@ -142,31 +188,18 @@ def test_the_live_page_shows_the_stream_as_it_happens(
     settings = stack_settings.model_copy(
         update={"model_dir": tmp_path / "models", "model_refresh_s": 0.5}
     )
-    keys = Keys(settings.key_prefix)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-
-    async def publish_model() -> None:
-        async_client = redis_client(settings.redis_url)
-        try:
-            await ModelRegistry(settings.model_dir, async_client, keys).publish(
-                fitted_segmenter(0), model_card(V1)
-            )
-        finally:
-            await async_client.aclose()
-
-    asyncio.run(publish_model())
     try:
         with (
             running_worker(settings, tmp_path / "worker.log"),
             running_api(settings, tmp_path / "api.log") as api,
+            sync_api.sync_playwright() as playwright,
         ):
-            # Read before the replay, as a deployment's page would be: the sizes per day are
-            # kept from the first read of the segments on.
-            api.get("/v1/segments")
-            replay(settings, events)
-            wait_for(lambda: client.hget(keys.rescore_job(V1), "done"), 60, "the first scoring")
-            with sync_api.sync_playwright() as playwright:
-                feed_s = _drive_the_page(playwright, chromium, settings, api, client, screenshots)
+            browser = Browser(playwright, chromium)
+            try:
+                feed_s = _check_the_page(browser, api, settings, client, events, screenshots)
+            except Exception as exc:
+                raise AssertionError(browser.explain(screenshots)) from exc
         print(
             f"\nscreenshots in {screenshots}; the change was on the page {feed_s:.1f} s after "
             f"it was published; {time.monotonic() - started:.0f} s in all"
@@ -175,30 +208,38 @@ def test_the_live_page_shows_the_stream_as_it_happens(
         client.close()
 
 
-def _drive_the_page(
-    playwright: Any, chromium: str, settings: Settings, api: Api, client: Any, screenshots: Path
+def _check_the_page(
+    browser: Browser,
+    api: Api,
+    settings: Settings,
+    client: Any,
+    events: list[tuple[bytes, bytes]],
+    screenshots: Path,
 ) -> float:
-    """Open the page, check what it shows, take the screenshots; the feed's delay in s."""
+    """The checks of the page, from an empty stream on; the feed's delay in seconds."""
     keys = Keys(settings.key_prefix)
-    browser = playwright.chromium.launch(executable_path=chromium)
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    problems: list[str] = []
-    page.on(
-        "console",
-        lambda m: (
-            problems.append(f"console {m.type}: {m.text}")
-            if m.type in ("error", "warning")
-            else None
-        ),
-    )
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page = browser.page
 
+    # Nothing yet: the page says so.
     page.goto(f"{api.base}/?key={KEY}")
-    assert "key=" not in page.url  # the key is kept for the tab, not left in the bar
+    page.wait_for_selector("#segments-card[data-state=empty]", timeout=20_000)
+    page.wait_for_selector("#feed-state[data-state=open]", timeout=15_000)
+    assert "No model yet" in page.text_content("#segments-empty")
+    assert page.is_visible("#feed-empty") and page.is_visible("#daily-empty")
+    page.wait_for_selector("#flows-empty:not([hidden])", timeout=10_000)
+    browser.shot(screenshots / "before-any-order.png")
+
+    # A model, then the shop's orders, while the page is open.
+    off_thread(publish_model, settings)
+    wait_for(lambda: client.hget(keys.rescore_job(V1), "done"), 60, "the model served")
+    off_thread(replay, settings, events)
+    feed = page.locator("#feed li")
+    assert 0 < feed.count() <= 50, feed.count()  # newest first, the list bounded
+
+    # Opened again: the API's sizes, under the API's labels.
+    page.reload()
     page.wait_for_selector("#segments-card[data-state=ready]", timeout=15_000)
     page.wait_for_selector("#feed-state[data-state=open]", timeout=15_000)
-
-    # The sizes on the page are the API's, under the API's labels.
     stats = api.get("/v1/segments")
     assert stats["model_version"] == V1 and stats["segments"], stats
     shown = page.eval_on_selector_all(
@@ -208,39 +249,51 @@ def _drive_the_page(
     )
     assert shown == [[s["name"], s["customers"], s["label"]] for s in stats["segments"]]
     assert page.text_content("#kpi-customers") == f"{stats['customers']:,}"
-    days = api.get("/v1/segments/daily")["days"]
-    assert days, "no sizes per day"
+    assert api.get("/v1/segments/daily")["days"], "no sizes per day"
     page.wait_for_selector("#daily-chart .plot-container", timeout=10_000)
-    assert page.is_visible("#flows-chart .plot-container")
+    page.wait_for_selector("#flows-chart .plot-container", timeout=10_000)
 
-    # A first order of a new customer gives them a first segment: a change, live.
+    # A new customer's first order gives them a first segment: a change, live.
     clock = datetime.fromtimestamp(float(client.get(keys.clock) or 0), UTC)
     order = order_event("page-order-1", NEW_CUSTOMER, clock)
     published_at = time.monotonic()
-    publish(settings, [(NEW_CUSTOMER.encode(), order)])
-    page.wait_for_selector(f'#feed li[data-customer="{NEW_CUSTOMER}"]', timeout=15_000)
+    off_thread(publish, settings, [(NEW_CUSTOMER.encode(), order)])
+    item = page.locator(f'#feed li[data-customer="{NEW_CUSTOMER}"]')
+    item.wait_for(timeout=15_000)
     feed_s = time.monotonic() - published_at
     profile = api.get(f"/v1/customers/{NEW_CUSTOMER}")
-    item = page.locator(f'#feed li[data-customer="{NEW_CUSTOMER}"]')
     assert item.get_attribute("data-segment") == profile["segment"]
     assert item.locator(".segment-badge.to").text_content() == profile["label"]
-    page.wait_for_timeout(500)  # the arrival highlight fades
-    page.screenshot(path=screenshots / "live-page.png", full_page=True)
+    browser.shot(screenshots / "live-page.png")
 
-    # The lookup shows the customer's segment, by its label.
+    # The lookup shows the customer's segment by its label, and the history.
     page.fill("#lookup-id", NEW_CUSTOMER)
     page.click("#lookup-form button")
     page.wait_for_selector("#lookup-card[data-state=ready]", timeout=10_000)
     assert page.text_content("#lookup-segment") == profile["label"]
     assert page.locator("#lookup-history li").count() >= 1
-    page.locator("#lookup-card").scroll_into_view_if_needed()
-    page.screenshot(path=screenshots / "lookup.png", full_page=True)
-    assert problems == []
+    browser.shot(screenshots / "lookup.png")
+    assert browser.problems == []
 
     # An unknown customer is said so (the browser logs the 404 itself).
     page.fill("#lookup-id", "nobody-at-all")
     page.click("#lookup-form button")
     page.wait_for_selector("#lookup-card[data-state=not-found]", timeout=10_000)
     assert "No customer" in page.text_content("#lookup-message")
-    browser.close()
+
+    # Redis away (the API answers 503): the page says what is wrong, never goes blank.
+    problem = {"type": "about:blank", "title": "Service Unavailable", "status": 503}
+    page.route(
+        "**/v1/segments",
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/problem+json",
+            body=json.dumps({**problem, "detail": "Redis is unreachable"}),
+        ),
+    )
+    page.reload()
+    page.wait_for_selector("#segments-card[data-state=error]", timeout=15_000)
+    assert "Redis is unreachable" in page.text_content("#segments-empty")
+    assert page.is_visible("#feed-card") and page.is_visible("#lookup-card")
+    browser.shot(screenshots / "segments-unavailable.png")
     return feed_s

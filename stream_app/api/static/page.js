@@ -72,6 +72,7 @@
       message($("segments-empty"), null);
     }
     $("segments-table").hidden = empty;
+    $("segments-note").hidden = empty;
     chart.hidden = empty;
     if (empty) return;
 
@@ -117,6 +118,7 @@
   function loadSegments() {
     segmentsLoaded = RFM.get("/v1/segments").then(showSegments, function (error) {
       $("segments-card").dataset.state = "error";
+      $("segments-note").hidden = true;
       message($("segments-empty"), failure("the segments", error), "error");
     });
     return segmentsLoaded;
