@@ -180,6 +180,9 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         committed = await _committed(settings)
         # Before any order: a store that lost everything must not be written on.
         await processor.open_epoch(any(offset > 0 for offset in committed.values()))
+        # The segment counts and member indexes, built once if the store has none (one
+        # written by an older release), so that every change from now on keeps them.
+        await store.ensure_indexes()
         # Orders committed while their writes were lost (Redis restarted without its last
         # writes while no worker ran) are read again before the stream goes on.
         lost = behind_committed(await store.offsets(), committed)

@@ -277,6 +277,14 @@ class SegmentIndex(Protocol):
     inclusive, None for no bound.
     """
 
+    async def ensure_indexes(self) -> None:
+        """Build the segment counts and member indexes where the store has none yet.
+
+        Once, for a store written by an older release or after a bulk write (``put``): it
+        reads every state, in one script each, so no change recorded meanwhile is lost.
+        """
+        ...
+
     async def segment_page(self, segment: str, after: str, limit: int) -> list[str]:
         """Up to ``limit`` customer ids in ``segment`` now, in id order, after ``after``."""
         ...

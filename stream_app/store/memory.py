@@ -167,6 +167,9 @@ class MemoryStore:
                 counts[state.segment] = counts.get(state.segment, 0) + 1
         return counts
 
+    async def ensure_indexes(self) -> None:
+        pass  # computed from the states when read
+
     async def segment_page(self, segment: str, after: str, limit: int) -> list[str]:
         members = sorted(
             customer

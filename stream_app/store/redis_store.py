@@ -449,6 +449,10 @@ class RedisStore:
         pairs = zip(reply[::2], reply[1::2], strict=True)
         return {segment: int(count) for segment, count in pairs if segment and int(count) > 0}
 
+    async def ensure_indexes(self) -> None:
+        await self.segment_counts()
+        await self.segment_page("", "", 1)
+
     async def segment_page(self, segment: str, after: str, limit: int) -> list[str]:
         keys = self.keys
         ids: list[str] = await self._segment_members(
