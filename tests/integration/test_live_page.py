@@ -154,6 +154,8 @@ class Browser:
         self.browser = playwright.chromium.launch(executable_path=chromium)
         self.page = self.browser.new_page(viewport={"width": 1400, "height": 900})
         self.problems: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("request", lambda request: self.requests.append(request.url))
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
 
@@ -274,6 +276,9 @@ def _check_the_page(
     assert page.locator("#lookup-history li").count() >= 1
     browser.shot(screenshots / "lookup.png")
     assert browser.problems == []
+    # Nothing from anywhere but the service: the page works with no internet.
+    assert all(url.startswith(api.base + "/") for url in browser.requests), browser.requests
+    assert f"{api.base}/static/plotly.min.js?key={KEY}" in browser.requests
 
     # An unknown customer is said so (the browser logs the 404 itself).
     page.fill("#lookup-id", "nobody-at-all")

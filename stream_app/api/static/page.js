@@ -272,7 +272,10 @@
     $("feed-empty").hidden = true;
     var lookup = el("button", { type: "button", className: "link",
       text: "Customer " + change.customer_id });
-    lookup.addEventListener("click", function () { lookUp(change.customer_id); });
+    lookup.addEventListener("click", function () {
+      lookUp(change.customer_id);
+      $("lookup-card").scrollIntoView({ behavior: "smooth", block: "nearest" });
+    });
     var why = RFM.reason(change.reason);
     var driver = RFM.driver(change.driver);
     if (driver && change.reason === "order") why += " (" + driver + ")";
