@@ -1,10 +1,13 @@
 """The live page in a real browser: headless Debian Chromium driven by Playwright.
 
-A worker replays a small synthetic shop with a model, ``rfm serve`` runs as a process of its
-own with an API key, and the page is opened as a marketer would (``/?key=...``). It must load
-without a console error, show the segment sizes the API gives, show a change published while
-it is open, and look a customer up. Screenshots are kept for a person to look at: in
-``$RFM_SCREENSHOT_DIR`` when set, else in the test's temporary directory (the path is printed).
+A worker and ``rfm serve`` (with an API key) run as processes of their own, and the page is
+opened as a marketer would (``/?key=...``) on an empty stream. Then a model is published and
+a small synthetic shop replayed while the page is open. The page must say what it has not
+got yet, show the replay's changes live, show the segment sizes the API gives under their
+labels, show a change published while it is open, look customers up, say what is wrong when
+the API answers 503, ask for nothing but the service itself, and log no console error.
+Screenshots are kept for a person to look at: in ``$RFM_SCREENSHOT_DIR`` when set, else in
+the test's temporary directory (the path is printed, with ``-s``).
 """
 
 from __future__ import annotations
@@ -235,8 +238,11 @@ def _check_the_page(
     off_thread(publish_model, settings)
     wait_for(lambda: client.hget(keys.rescore_job(V1), "done"), 60, "the model served")
     off_thread(replay, settings, events)
-    feed = page.locator("#feed li")
-    assert 0 < feed.count() <= 50, feed.count()  # newest first, the list bounded
+    # Hundreds of first segments, seen live; the list keeps the newest 50.
+    page.wait_for_function("document.querySelectorAll('#feed li').length === 50", timeout=15_000)
+    assert page.is_hidden("#feed-empty")
+    page.wait_for_timeout(1000)
+    assert page.locator("#feed li").count() == 50
 
     # Opened again: the API's sizes, under the API's labels.
     page.reload()
