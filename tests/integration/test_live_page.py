@@ -274,6 +274,20 @@ def _check_the_page(
     assert item.locator(".segment-badge.to").text_content() == profile["label"]
     browser.shot(screenshots / "live-page.png")
 
+    # The moves of one day, for one reason: that day's first orders are among them.
+    day = clock.date().isoformat()
+    page.fill("#flows-since", day)
+    page.fill("#flows-until", day)
+    page.select_option("#flows-reason", "order")  # asks for the flows again by itself
+    page.wait_for_function(
+        "document.getElementById('flows-summary').textContent.includes(' moves on ')",
+        timeout=10_000,
+    )
+    flows = api.get(f"/v1/flows?since={day}&until={day}")["flows"]
+    moved = sum(f["customers"] for f in flows if f["reason"] == "order")
+    assert moved >= 1 and page.is_visible("#flows-chart .plot-container")
+    assert page.text_content("#flows-summary").startswith(f"{moved:,} moves on ")
+
     # The lookup shows the customer's segment by its label, and the history.
     page.fill("#lookup-id", NEW_CUSTOMER)
     page.click("#lookup-form button")

@@ -178,9 +178,13 @@
     var flows = (body.flows || []).filter(function (f) {
       return f.customers > 0 && (!reason || f.reason === reason);
     });
-    var span = body.since || body.until
-      ? "between " + RFM.date(body.since) + " and " + RFM.date(body.until)
-      : "since the stream began";
+    var span;
+    if (body.since && body.since === body.until) span = "on " + RFM.date(body.since);
+    else if (body.since && body.until) {
+      span = "between " + RFM.date(body.since) + " and " + RFM.date(body.until);
+    } else if (body.since) span = "since " + RFM.date(body.since);
+    else if (body.until) span = "until " + RFM.date(body.until);
+    else span = "since the stream began";
     if (flows.length === 0) {
       chart.hidden = true;
       $("flows-summary").textContent = "";
