@@ -116,7 +116,7 @@ def running_api(settings: Settings, log_path: Path) -> Iterator[Api]:
             return False
 
     try:
-        wait_for(answers, 30, "rfm serve to answer")
+        wait_for(answers, 60, "rfm serve to answer")
         yield api
     finally:
         process.terminate()
