@@ -6,8 +6,6 @@ import re
 from importlib.resources import files
 from pathlib import Path
 
-import plotly
-
 STATIC = Path(str(files("stream_app.api").joinpath("static")))
 
 
@@ -20,7 +18,7 @@ def test_the_page_loads_only_its_own_files_and_plotly() -> None:
     assert {"page.css", "plotly.min.js", "page.js"} <= set(assets)
     for name in assets:
         if name == "plotly.min.js":  # served from the installed plotly package
-            assert (Path(plotly.__file__).parent / "package_data" / name).is_file()
+            assert files("plotly").joinpath("package_data", name).is_file()
         else:
             assert (STATIC / name).is_file(), name
 
