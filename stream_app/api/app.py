@@ -20,7 +20,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from stream_app.api.auth import require_key
+from stream_app.api.auth import RequireKey
 from stream_app.api.changes import ChangeFeed
 from stream_app.api.models import (
     CustomerHistory,
@@ -143,7 +143,7 @@ def create_app(settings: Settings, *, store: ProfileStore | None = None) -> Fast
         responses=_ERRORS,
     )
     install_problem_handlers(app)
-    app.middleware("http")(require_key(settings.api_key_set))
+    app.add_middleware(RequireKey, keys=settings.api_key_set)
     app.state.reader = reader
     app.state.feed = feed
 

@@ -3,40 +3,57 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qs
 
-from fastapi import Request, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stream_app.api.problems import problem_response
 
-__all__ = ["OPEN_PATHS", "require_key"]
+__all__ = ["OPEN_PATHS", "RequireKey"]
 
 #: Paths answered without a key (load balancers and probes hold none).
 OPEN_PATHS = frozenset({"/health"})
 
-Handler = Callable[[Request], Awaitable[Response]]
 
-
-def require_key(keys: frozenset[str]) -> Callable[[Request, Handler], Awaitable[Response]]:
-    """An HTTP middleware that answers 401 unless the request carries one of ``keys``.
+class RequireKey:
+    """ASGI middleware that answers 401 unless the request carries one of ``keys``.
 
     The key comes as ``Authorization: Bearer <key>``, or as ``?key=`` (the page's first load
     and its event stream: a browser's EventSource cannot set headers). Keys are compared in
-    constant time and never logged.
+    constant time and never logged. No keys: everything passes.
     """
 
-    async def middleware(request: Request, call_next: Handler) -> Response:
-        if not keys or request.url.path in OPEN_PATHS:
-            return await call_next(request)
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            given = request.query_params.get("key", "")
-        if not any(hmac.compare_digest(given.encode(), key.encode()) for key in keys):
-            return problem_response(
+    def __init__(self, app: ASGIApp, keys: frozenset[str]) -> None:
+        self.app = app
+        self.keys = [key.encode() for key in keys]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.keys or scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if self._given(scope) is None:
+            answer = problem_response(
                 401,
                 "a valid API key is needed: Authorization: Bearer <key>",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        return await call_next(request)
+            await answer(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
-    return middleware
+    def _given(self, scope: Scope) -> bytes | None:
+        """The matching key the request carries, or None."""
+        given = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, given = value.partition(b" ")
+                if scheme.lower() != b"bearer":
+                    given = b""
+                break
+        if not given and scope.get("query_string"):
+            query = parse_qs(scope["query_string"].decode("latin-1"))
+            given = query.get("key", [""])[0].encode()
+        matched = False
+        for key in self.keys:
+            matched |= hmac.compare_digest(given, key)
+        return given if matched and given else None

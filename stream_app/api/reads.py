@@ -11,8 +11,9 @@ import asyncio
 import base64
 import binascii
 import math
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
@@ -44,7 +45,7 @@ __all__ = ["STATS_TTL_S", "ProfileReader", "ProfileStore", "decode_cursor", "enc
 STATS_TTL_S = 5.0
 
 #: Customers read per round trip when a whole segment is read.
-PAGE = 2000
+PAGE = 5000
 
 
 class ProfileStore(CustomerStore, SegmentIndex, Protocol):
@@ -218,19 +219,30 @@ class ProfileReader:
         )
 
     async def _member_states(
-        self, segment: str, after: str = "", page: int = PAGE
+        self, segment: str, page: int = PAGE
     ) -> AsyncIterator[list[CustomerState]]:
-        """Every customer in ``segment`` (from ``after``), page by page, in id order."""
-        while True:
+        """Every customer in ``segment``, page by page, in id order.
+
+        The next page is read while the caller works on this one.
+        """
+
+        async def read(after: str) -> tuple[list[str], list[CustomerState | None]]:
             ids = await self.store.segment_page(segment, after, page)
-            if not ids:
-                return
-            states = await self.store.load(ids)
-            # A customer who moved between the two reads is left out.
-            yield [s for s in states if s is not None and s.segment == segment and s.has_rfm]
-            if len(ids) < page:
-                return
-            after = ids[-1]
+            return ids, await self.store.load(ids) if ids else []
+
+        upcoming = asyncio.ensure_future(read(""))
+        try:
+            while True:
+                ids, states = await upcoming
+                if len(ids) == page:
+                    upcoming = asyncio.ensure_future(read(ids[-1]))
+                # A customer who moved between the two reads is left out.
+                yield [s for s in states if s is not None and s.segment == segment and s.has_rfm]
+                if len(ids) < page:
+                    return
+        finally:
+            if not upcoming.done():
+                upcoming.cancel()
 
     async def members(self, segment: str, cursor: str | None, limit: int) -> SegmentMembers:
         """One page of a segment's customers (404 for a segment nobody is in)."""
@@ -260,7 +272,7 @@ class ProfileReader:
         async def lines() -> AsyncIterator[str]:
             yield "customer_id,recency_days,frequency,monetary,country,last_order\n"
             async for states in self._member_states(segment):
-                yield "".join(_csv_line(_row(state, now)) for state in states)
+                yield "".join(_csv_line(state, now) for state in states)
 
         return lines()
 
@@ -319,19 +331,20 @@ def _row(state: CustomerState, now: float | None) -> CustomerRow:
     )
 
 
-def _csv_line(row: CustomerRow) -> str:
-    fields: Sequence[str] = (
-        row.customer_id,
-        str(row.recency_days),
-        str(row.frequency),
-        f"{row.monetary:.2f}",
-        row.country,
-        "" if row.last_order is None else row.last_order.isoformat(),
+def _csv_line(state: CustomerState, now: float | None) -> str:
+    last = state.last_purchase
+    return (
+        f"{_quoted(state.customer_id)},{state.recency_days(now) if now is not None else 0},"
+        f"{state.frequency},{round(state.monetary, 2):.2f},{_quoted(state.country)},"
+        f"{'' if last is None else datetime.fromtimestamp(last, tz=UTC).isoformat()}\n"
     )
-    return ",".join(_quoted(field) for field in fields) + "\n"
+
+
+#: Text a CSV field must be quoted for.
+_SPECIAL = re.compile(r'[,"\r\n]')
 
 
 def _quoted(field: str) -> str:
-    if any(mark in field for mark in ',"\n\r'):
+    if _SPECIAL.search(field):
         return '"' + field.replace('"', '""') + '"'
     return field

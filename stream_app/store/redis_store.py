@@ -422,8 +422,9 @@ class RedisStore:
         trip = RoundTrip(self.client)
         self._queue_chunks(trip, self._load, customer_ids, self._state_key, lambda _: _FIELDS)
         rows = (row for chunk in await trip.execute() for row in chunk)
+        width = len(_FIELDS)
         return [
-            _from_row(customer, row) if any(value is not None for value in row) else None
+            _from_row(customer, row) if row.count(None) != width else None
             for customer, row in zip(customer_ids, rows, strict=True)
         ]
 
