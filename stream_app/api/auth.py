@@ -1,4 +1,5 @@
-"""Bearer keys (``RFM_API_KEYS``): every path but ``/health`` needs one when keys are set."""
+"""Bearer keys (``RFM_API_KEYS``): every path but the probe and the page's own files needs one
+when keys are set."""
 
 from __future__ import annotations
 
@@ -9,10 +10,24 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stream_app.api.problems import problem_response
 
-__all__ = ["OPEN_PATHS", "RequireKey"]
+__all__ = ["OPEN_PATHS", "RequireKey", "is_open"]
 
-#: Paths answered without a key (load balancers and probes hold none).
-OPEN_PATHS = frozenset({"/health"})
+#: Paths answered without a key: the probe (load balancers hold none) and the page's shell,
+#: which holds no customer data (every figure it shows comes from a guarded ``/v1/`` call), so
+#: that a reload without ``?key=`` still loads.
+OPEN_PATHS = frozenset({"/health", "/"})
+
+#: Prefix of the page's static files (scripts, styles, plotly), open like the page itself.
+STATIC_PREFIX = "/static/"
+
+
+def is_open(path: str) -> bool:
+    """Whether ``path`` is answered without a key.
+
+    >>> is_open("/static/page.js"), is_open("/"), is_open("/v1/segments")
+    (True, True, False)
+    """
+    return path in OPEN_PATHS or path.startswith(STATIC_PREFIX)
 
 
 class RequireKey:
@@ -28,7 +43,7 @@ class RequireKey:
         self.keys = [key.encode() for key in keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.keys or scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if not self.keys or scope["type"] != "http" or is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         if self._given(scope) is None:

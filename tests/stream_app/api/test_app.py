@@ -193,11 +193,15 @@ async def test_openapi_and_docs(api: httpx.AsyncClient) -> None:
     assert script.status_code == 200 and len(script.content) > 1_000_000
 
 
-async def test_keys_guard_everything_but_health(settings: Settings) -> None:
+async def test_keys_guard_everything_but_health_and_the_page_files(settings: Settings) -> None:
     await fill(settings)
     guarded = settings.model_copy(update={"api_keys": SecretStr("k-one,k-two")})
     async with serving(create_app(guarded)) as client:
         assert (await client.get("/health")).status_code == 200
+        # The page's shell and scripts hold no customer data: a reload without ?key= loads.
+        assert (await client.get("/")).status_code == 200
+        assert (await client.get("/static/page.js")).status_code == 200
+        assert (await client.get("/static/../v1/segments")).status_code != 200
         refused = await client.get("/v1/customers/c1")
         assert refused.status_code == 401
         assert refused.headers["content-type"] == "application/problem+json"
