@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +27,11 @@ from stream_app.kafka import connection
 from stream_app.kafka.replay import publish_events, wait_until_processed
 from stream_app.service.export import export_frame
 from stream_app.settings import Settings
+from stream_app.store.client import redis_client
+from stream_app.store.keys import Keys
 from stream_app.store.redis_store import RedisStore
+from stream_app.store.registry import ModelRegistry
+from tests.fakes import V1, fitted_segmenter, model_card
 
 T = TypeVar("T")
 
@@ -205,3 +211,52 @@ def assert_same_states(
             mine = got.items[sku]
             assert (mine.bought, mine.returned) == (totals.bought, totals.returned)
             assert math.isclose(mine.returned_value, totals.returned_value, abs_tol=1e-6)
+
+
+@contextmanager
+def running_server(settings: Settings, log_path: Path) -> Iterator[str]:
+    """Start ``python -m stream_app serve`` on a free port; yield its base URL; stop it at exit."""
+    port = free_port()
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stream_app", "serve", "--port", str(port)],
+            env={**os.environ, **settings.to_env()},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"rfm serve exited:\n{log_path.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=2):
+                return True
+        except (urllib.error.URLError, ConnectionError):
+            return False
+
+    try:
+        wait_for(answers, 60, "rfm serve to answer")
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+def publish_model(settings: Settings) -> None:
+    """Publish the test model :data:`tests.fakes.V1` as the current version, as
+    ``rfm models`` would after a training."""
+
+    async def run() -> None:
+        client = redis_client(settings.redis_url)
+        try:
+            registry = ModelRegistry(settings.model_dir, client, Keys(settings.key_prefix))
+            await registry.publish(fitted_segmenter(0), model_card(V1))
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())

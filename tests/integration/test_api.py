@@ -11,8 +11,6 @@ import csv
 import io
 import json
 import os
-import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -28,7 +26,6 @@ from model_training.data.loading import load_transactions
 from model_training.data.synth import generate_transactions, write_transactions
 from model_training.pipeline import train
 from stream_app.core.events import SegmentChange
-from stream_app.devtools.network import free_port
 from stream_app.devtools.processes import ProcessInfo, terminate
 from stream_app.devtools.record import StackInfo
 from stream_app.devtools.servers import redis_url, start_redis
@@ -40,6 +37,7 @@ from tests.integration.streaming import (
     on_store,
     read_topic,
     replay,
+    running_server,
     running_worker,
     wait_for,
 )
@@ -119,47 +117,33 @@ def module(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         retrain_interval_s=0.0,
         api_keys=SecretStr(f"other-key,{KEY}"),
     )
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     log = directory / "serve.log"
     feed = Feed()
-    with log.open("ab") as output:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "stream_app", "serve", "--port", str(port)],
-            env={**os.environ, **settings.to_env()},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    listener = threading.Thread(target=_listen, args=(base, feed), daemon=True)
     try:
-        wait_for(lambda: _ok(f"{base}/health"), 60, "rfm serve to answer")
-        with running_worker(settings, directory / "worker.log") as worker:
-            wait_for(lambda: _ok(worker.url("/ready")), 90, "the worker to be ready")
-            listener.start()
-            assert feed.connected.wait(30), log.read_text()
-            replay(settings, events, timeout_s=120)
-            clock = on_store(settings, lambda store: store.clock())
-            assert clock is not None
-            topic = [
-                SegmentChange.model_validate_json(value)
-                for _, value in read_topic(settings, settings.changes_topic)
-            ]
-            frame = export(settings, clock, None)
-        distinct = {(change.customer_id, change.sequence) for change in topic}
-        wait_for(
-            lambda: {(c.customer_id, c.sequence) for c in feed.changes} >= distinct,
-            15,
-            "the feed to carry every change",
-        )
-        feed.stop.set()
-        yield Module(settings, base, redis, feed, frame, topic, log)
+        with running_server(settings, log) as base:
+            listener = threading.Thread(target=_listen, args=(base, feed), daemon=True)
+            with running_worker(settings, directory / "worker.log") as worker:
+                wait_for(lambda: _ok(worker.url("/ready")), 90, "the worker to be ready")
+                listener.start()
+                assert feed.connected.wait(30), log.read_text()
+                replay(settings, events, timeout_s=120)
+                clock = on_store(settings, lambda store: store.clock())
+                assert clock is not None
+                topic = [
+                    SegmentChange.model_validate_json(value)
+                    for _, value in read_topic(settings, settings.changes_topic)
+                ]
+                frame = export(settings, clock, None)
+            distinct = {(change.customer_id, change.sequence) for change in topic}
+            wait_for(
+                lambda: {(c.customer_id, c.sequence) for c in feed.changes} >= distinct,
+                15,
+                "the feed to carry every change",
+            )
+            feed.stop.set()
+            yield Module(settings, base, redis, feed, frame, topic, log)
     finally:
         feed.stop.set()
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
         terminate([redis], timeout=10)
 
 

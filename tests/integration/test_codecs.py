@@ -25,14 +25,11 @@ from stream_app.kafka.replay import wait_until_processed
 from stream_app.service.bootstrap import bootstrap_states
 from stream_app.service.order_events import build_events
 from stream_app.settings import Compression, Settings
-from stream_app.store.client import redis_client
-from stream_app.store.keys import Keys
-from stream_app.store.registry import ModelRegistry
-from tests.fakes import V1, fitted_segmenter, model_card
 from tests.integration.streaming import (
     assert_same_states,
     counters,
     full_states,
+    publish_model,
     read_topic,
     running_worker,
 )
@@ -103,16 +100,8 @@ def test_orders_in_every_codec_are_applied_and_output_uses_the_setting(
         update={"model_dir": tmp_path / "models", "kafka_compression": Compression.LZ4}
     )
 
-    async def prepare() -> None:
-        await ensure_stream_topics(settings)
-        client = redis_client(settings.redis_url)
-        try:
-            registry = ModelRegistry(settings.model_dir, client, Keys(settings.key_prefix))
-            await registry.publish(fitted_segmenter(0), model_card(V1))
-        finally:
-            await client.aclose()
-
-    asyncio.run(prepare())
+    asyncio.run(ensure_stream_topics(settings))
+    publish_model(settings)
     with running_worker(settings, tmp_path / "worker.log") as worker:
         targets = _publish(settings, events)
         asyncio.run(wait_until_processed(settings, targets, timeout_s=120))

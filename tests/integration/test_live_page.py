@@ -16,8 +16,6 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,18 +28,22 @@ from typing import Any, TypeVar
 
 import pytest
 import redis
+from pydantic import SecretStr
 
 from model_training.data.loading import load_transactions
 from model_training.data.synth import generate_transactions, write_transactions
-from stream_app.devtools.network import free_port
 from stream_app.kafka.replay import publish_events
 from stream_app.service.order_events import build_events
 from stream_app.settings import Settings
-from stream_app.store.client import redis_client
 from stream_app.store.keys import Keys
-from stream_app.store.registry import ModelRegistry
-from tests.fakes import V1, fitted_segmenter, model_card, order_event
-from tests.integration.streaming import replay, running_worker, wait_for
+from tests.fakes import V1, order_event
+from tests.integration.streaming import (
+    publish_model,
+    replay,
+    running_server,
+    running_worker,
+    wait_for,
+)
 
 T = TypeVar("T")
 
@@ -94,55 +96,16 @@ class Api:
 
 @contextmanager
 def running_api(settings: Settings, log_path: Path) -> Iterator[Api]:
-    """Start ``python -m stream_app serve`` on a free port with ``KEY``; stop it at exit."""
-    port = free_port()
-    env = {**os.environ, **settings.to_env(), "RFM_API_KEYS": KEY}
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stream_app", "serve", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    api = Api(f"http://127.0.0.1:{port}")
-
-    def answers() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"rfm serve exited:\n{log_path.read_text(errors='replace')}")
-        try:
-            with urllib.request.urlopen(api.base + "/health", timeout=2):
-                return True
-        except (urllib.error.URLError, ConnectionError):
-            return False
-
-    try:
-        wait_for(answers, 60, "rfm serve to answer")
-        yield api
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+    """Start ``rfm serve`` with ``KEY`` as its one API key; stop it at exit."""
+    keyed = settings.model_copy(update={"api_keys": SecretStr(KEY)})
+    with running_server(keyed, log_path) as base:
+        yield Api(base)
 
 
 def off_thread(work: Callable[..., T], *args: Any) -> T:
     """Run ``work(*args)`` in a thread: Playwright's sync API holds the test thread's loop."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(work, *args).result(timeout=180)
-
-
-def publish_model(settings: Settings) -> None:
-    async def run() -> None:
-        client = redis_client(settings.redis_url)
-        try:
-            registry = ModelRegistry(settings.model_dir, client, Keys(settings.key_prefix))
-            await registry.publish(fitted_segmenter(0), model_card(V1))
-        finally:
-            await client.aclose()
-
-    asyncio.run(run())
 
 
 def publish(settings: Settings, events: list[tuple[bytes, bytes]]) -> None:
