@@ -23,6 +23,7 @@ import pandas as pd
 from model_training.data.loading import load_transactions
 from model_training.data.synth import generate_transactions, write_transactions
 from model_training.model.artifact import load_model
+from model_training.model.naming import label_for
 from model_training.pipeline import train
 from stream_app.core.events import SegmentChange
 from stream_app.devtools.network import free_port
@@ -124,7 +125,8 @@ async def _replay_and_watch(
         if sum(reasons.values()) <= SHOWN_CHANGES:
             echo(
                 f"      {change.occurred_at:%Y-%m-%d}  customer {change.customer_id:<6} "
-                f"{change.previous_segment or '(new)':>16} -> {change.segment:<16} "
+                f"{label_for(change.previous_segment or '(new)'):>20} -> "
+                f"{label_for(change.segment):<20} "
                 f"R={change.rfm.recency_days}d F={change.rfm.frequency} "
                 f"M={change.rfm.monetary:,.2f}"
             )
@@ -166,10 +168,13 @@ async def _summarise(
         model = load_model(settings.model_dir)
         stream = await export_frame(store, t_ref.timestamp(), model)
     total = sum(counts.values())
-    echo(f"      {'segment':<18} {'customers':>9} {'share':>7}   action")
+    echo(f"      {'segment':<20} {'customers':>9} {'share':>7}   action")
     actions = {str(s["name"]): str(s.get("action", "")) for s in model.card.get("segments", [])}
     for name, count in counts.most_common():
-        echo(f"      {name:<18} {count:>9,} {count / total:>7.1%}   {actions.get(name, '')}")
+        echo(
+            f"      {label_for(name):<20} {count:>9,} {count / total:>7.1%}   "
+            f"{actions.get(name, '')}"
+        )
     write_export(stream, output / "rfm_stream.csv")
     merged = batch.merge(stream, on="customer_id", suffixes=("_batch", "_stream"))
     agree = (
