@@ -153,8 +153,7 @@ class RedisStore:
         self._pop_due = lua_script(client, "pop_due.lua")
         self._load = lua_script(client, "load_states.lua")
         self._mark_announced = lua_script(client, "mark_announced.lua")
-        self._segment_counts = lua_script(client, "segment_counts.lua")
-        self._segment_members = lua_script(client, "segment_members.lua")
+        self._segment_indexes = lua_script(client, "segment_indexes.lua")
         self._drop_members = lua_script(client, "drop_members.lua")
 
     @classmethod
@@ -414,8 +413,9 @@ class RedisStore:
                 trip.command(
                     "HSET", digests, *(part for pair in state.digests.items() for part in pair)
                 )
-        # Last: recounted from the states on the next read (segment_counts.lua), so that a
-        # change recorded while these were written is neither lost nor counted twice.
+        # Last: the segment indexes are built again from the states on the next read
+        # (segment_indexes.lua), so that a change recorded while these were written is neither
+        # lost nor counted twice.
         trip.command("DEL", self.keys.segments)
         trip.script(self._drop_members, [self.keys.indexed], [self.keys.prefix])
         await trip.execute()
@@ -476,20 +476,24 @@ class RedisStore:
         return count
 
     async def segment_counts(self) -> dict[str, int]:
-        reply = await self._segment_counts([self.keys.segments], [self.keys.state_pattern()])
+        reply = await self._read_segments("counts")
         pairs = zip(reply[::2], reply[1::2], strict=True)
         return {segment: int(count) for segment, count in pairs if segment and int(count) > 0}
 
     async def ensure_indexes(self) -> None:
-        await self.segment_counts()
-        await self.segment_page("", "", 1)
+        await self._read_segments("nothing")
 
     async def segment_page(self, segment: str, after: str, limit: int) -> list[str]:
-        keys = self.keys
-        ids: list[str] = await self._segment_members(
-            [keys.indexed], [keys.state_pattern(), keys.prefix, segment, after, limit]
-        )
+        ids: list[str] = await self._read_segments("page", segment, after, limit)
         return ids
+
+    async def _read_segments(self, what: str, *args: Any) -> Any:
+        """Build the segment indexes where they are missing, then read ``what`` of them
+        (segment_indexes.lua): one script, so a page or a count never sees half an index."""
+        keys = self.keys
+        return await self._segment_indexes(
+            [keys.segments, keys.indexed], [keys.state_pattern(), keys.prefix, what, *args]
+        )
 
     async def flows(
         self, since: str | None = None, until: str | None = None

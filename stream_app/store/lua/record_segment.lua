@@ -1,8 +1,8 @@
 -- Store customers' new segments, each unless it changed meanwhile (compare-and-set on the
 -- previous segment and the sequence number), and keep the indexes the Profile API reads.
 -- KEYS[1]: the hash of customers per segment (kept only where it exists: a store written by
--- an older release has none until it is rebuilt, see segment_counts.lua). KEYS[2]: the set of
--- segments with a member index (kept only where it exists, see segment_members.lua).
+-- an older release has none until it is rebuilt, see segment_indexes.lua). KEYS[2]: the set of
+-- segments with a member index (kept only where it exists, see segment_indexes.lua).
 -- KEYS[3]: the sorted set of the days with flows.
 -- For each update u (1-based), KEYS[2u+2..2u+3]: the customer's state hash and history list
 -- (one hash tag). ARGV[1]: the history length to keep; ARGV[2]: a JSON array with, per
