@@ -100,6 +100,16 @@ class Settings(BaseSettings):
         description="CA certificates (PEM) Redis's certificate is checked against "
         "(rediss:// only; default: the system's)",
     )
+    redis_cluster: bool = Field(
+        False,
+        description="RFM_REDIS_URL names one node of a Redis Cluster; the others are found from it",
+    )
+    redis_wait_replicas: int = Field(
+        1,
+        ge=0,
+        description="On a Redis Cluster: replicas each write must reach (WAIT) before the "
+        "offsets it covers are stored; 0 turns the wait off",
+    )
     model_dir: Path = Field(Path("model"), description="Directory written by `rfm train`")
     orders_topic: str = "orders"
     changes_topic: str = "segment-changes"
@@ -238,6 +248,8 @@ class Settings(BaseSettings):
             )
         if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
             raise ValueError("RFM_KAFKA_SSL_KEYFILE is set without RFM_KAFKA_SSL_CERTFILE")
+        if self.redis_cluster and self.redis_url.startswith("unix://"):
+            raise ValueError("RFM_REDIS_CLUSTER=true needs a redis:// or rediss:// URL of a node")
         if self.redis_ssl_ca_certs and not self.redis_url.startswith("rediss://"):
             raise ValueError(
                 "RFM_REDIS_SSL_CA_CERTS is set but RFM_REDIS_URL is not a rediss:// (TLS) URL"

@@ -26,7 +26,7 @@ from stream_app.exceptions import ModelUnavailableError, StoreAccessError, Store
 from stream_app.settings import Settings
 from stream_app.store.client import access_problem, configured_client, redacted_url
 from stream_app.store.coordination import Coordination
-from stream_app.store.keys import Keys
+from stream_app.store.keys import keys_for
 from stream_app.store.registry import ModelRegistry
 
 __all__ = ["models", "retrain_command"]
@@ -60,7 +60,7 @@ def _run(work: Callable[[ModelRegistry, Coordination], Awaitable[T]]) -> T:
 
     async def run() -> T:
         async with _connected(settings) as client:
-            keys = Keys(settings.key_prefix)
+            keys = keys_for(settings)
             registry = ModelRegistry(settings.model_dir, client, keys)
             return await work(registry, Coordination(client, keys))
 

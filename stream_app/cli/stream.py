@@ -23,7 +23,7 @@ from stream_app.service.export import export_frame, segment_counts, write_export
 from stream_app.service.model_source import load_serving_model
 from stream_app.settings import Clock, Settings
 from stream_app.store.client import configured_client
-from stream_app.store.keys import Keys
+from stream_app.store.keys import keys_for
 from stream_app.store.redis_store import RedisStore
 from stream_app.store.registry import ModelRegistry
 
@@ -81,7 +81,7 @@ async def _serving_model(settings: Settings) -> SegmentModel | None:
     """The model the workers serve (the registry's current version), else RFM_MODEL_DIR's."""
     client = configured_client(settings)
     try:
-        registry = ModelRegistry(settings.model_dir, client, Keys(settings.key_prefix))
+        registry = ModelRegistry(settings.model_dir, client, keys_for(settings))
         return await load_serving_model(registry, settings.model_dir)
     except ModelArtifactError as exc:
         click.echo(f"warning: {exc}", err=True)

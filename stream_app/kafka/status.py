@@ -21,7 +21,7 @@ from stream_app.kafka.admin import committed_offsets
 from stream_app.settings import Clock, Settings
 from stream_app.store.client import configured_client, redacted_url, redis_errors
 from stream_app.store.coordination import Coordination
-from stream_app.store.keys import Keys
+from stream_app.store.keys import keys_for
 from stream_app.store.redis_store import RedisStore
 from stream_app.store.registry import ModelRegistry
 
@@ -89,7 +89,7 @@ async def stream_status(settings: Settings, *, broker_optional: bool = False) ->
     BrokerUnavailableError
         The broker does not answer.
     """
-    keys = Keys(settings.key_prefix)
+    keys = keys_for(settings)
     client = configured_client(settings)
     store = RedisStore(client, keys)
     try:

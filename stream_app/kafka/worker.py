@@ -45,7 +45,7 @@ from stream_app.service.retraining import Retrainer
 from stream_app.settings import Settings
 from stream_app.store.client import configured_client
 from stream_app.store.coordination import Coordination
-from stream_app.store.keys import Keys
+from stream_app.store.keys import keys_for
 from stream_app.store.redis_store import RedisStore
 from stream_app.store.registry import ModelRegistry
 
@@ -115,7 +115,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     dead_letters = raw_topic(app, settings.dlq_topic, settings.topic_partitions)
 
     store = RedisStore.from_settings(settings)
-    keys = Keys(settings.key_prefix)
+    keys = keys_for(settings)
     # The model pointer and the coordination keys; the customer state has the store's client.
     client = configured_client(settings)
     registry = ModelRegistry(settings.model_dir, client, keys)

@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
@@ -53,6 +54,7 @@ __all__ = [
     "RETRIES",
     "SOCKET_TIMEOUT_S",
     "access_problem",
+    "cluster_client",
     "configured_client",
     "is_transient",
     "redacted_url",
@@ -139,9 +141,42 @@ def redis_client(
     return aioredis.Redis.from_pool(pool)
 
 
-def configured_client(settings: Settings) -> aioredis.Redis:
-    """The client of the Redis the settings name (``RFM_REDIS_URL``, ``RFM_REDIS_SSL_CA_CERTS``)."""
-    return redis_client(settings.redis_url, ca_certs=settings.redis_ssl_ca_certs)
+def cluster_client(
+    url: str,
+    *,
+    ca_certs: Path | None = None,
+    retries: int = RETRIES,
+    socket_timeout_s: float = SOCKET_TIMEOUT_S,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+) -> RedisCluster:
+    """Create an async client of the Redis Cluster one of whose nodes is at ``url``.
+
+    The client finds the other nodes and the slots each serves from that node, sends each
+    command to the node serving its key, and after a connection error or a ``MOVED`` reply (a
+    failover, a resharding) learns the cluster again and sends the command there. Replies are
+    decoded to ``str``; the parameters are :func:`redis_client`'s (the database is always 0).
+    """
+    return RedisCluster.from_url(
+        url,
+        decode_responses=True,
+        retry=Retry(
+            ExponentialBackoff(cap=_BACKOFF_CAP_S, base=_BACKOFF_BASE_S),
+            retries,
+            supported_errors=_RETRIED_ERRORS,
+        ),
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=connect_timeout_s,
+        health_check_interval=HEALTH_CHECK_INTERVAL_S,
+        socket_keepalive=True,
+        **({"ssl_ca_certs": str(ca_certs)} if ca_certs is not None else {}),
+    )
+
+
+def configured_client(settings: Settings) -> Any:
+    """The client of the Redis the settings name (``RFM_REDIS_URL``, ``RFM_REDIS_SSL_CA_CERTS``):
+    a cluster client when ``RFM_REDIS_CLUSTER`` is set."""
+    make = cluster_client if settings.redis_cluster else redis_client
+    return make(settings.redis_url, ca_certs=settings.redis_ssl_ca_certs)
 
 
 #: Replies that say Redis cannot serve now (out of memory, loading, failing over, unable to

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -10,12 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
 from stream_app.core.effects import OrderEffect
 from stream_app.core.state import CustomerState, ItemTotals
 from stream_app.service.ports import DUE_LEASE_S, AppliedBatch, SegmentUpdate
 from stream_app.store.client import configured_client, redis_client
-from stream_app.store.keys import Keys
+from stream_app.store.keys import ClusterKeys, Keys, keys_for, slot_of
 from stream_app.store.round_trip import RoundTrip, Script, call, lua_script
 
 if TYPE_CHECKING:
@@ -125,32 +129,59 @@ def _day_range(since: str | None, until: str | None) -> tuple[str, str]:
     return ("-" if since is None else f"[{since}", "+" if until is None else f"[{until}")
 
 
+#: Hash slots whose segment indexes one round trip reads, paging a segment on a cluster.
+_SLOTS_PER_TRIP = 512
+
+
 class RedisStore:
     """Customer state in Redis, laid out as docs/design.md describes it.
 
-    Every public method is one round trip (one pipeline, however many chunks it holds).
+    Every public method is one round trip (one pipeline, however many chunks it holds), but
+    for the flows of :meth:`record_each` and the segment reads on a Redis Cluster.
+
+    On a Redis Cluster (a ``RedisCluster`` client) every script call carries the keys of one
+    hash slot only: the events, updates or ids of a call are grouped by their customer's slot,
+    and the pipeline sends each node its calls at once. What a script updates with the
+    customers (the store epoch, the segment counts and member indexes) is kept per slot
+    (:class:`~stream_app.store.keys.ClusterKeys`).
 
     Parameters
     ----------
     client
-        A ``redis.asyncio.Redis`` created with ``decode_responses=True``.
+        A ``redis.asyncio.Redis`` or ``RedisCluster`` created with ``decode_responses=True``.
     keys
-        The key builder (its prefix separates deployments sharing one Redis).
+        The key builder (its prefix separates deployments sharing one Redis); on a cluster
+        client a plain :class:`Keys` is taken as the :class:`ClusterKeys` of its prefix.
+    wait_replicas
+        On a cluster: the replicas every write must reach before a round trip returns (see
+        :class:`~stream_app.store.round_trip.RoundTrip`).
     """
 
     def __init__(
-        self, client: aioredis.Redis, keys: Keys, max_history: int = 50, chunk_size: int = 250
+        self,
+        client: aioredis.Redis | RedisCluster,
+        keys: Keys,
+        max_history: int = 50,
+        chunk_size: int = 250,
+        wait_replicas: int = 0,
     ) -> None:
         # redis-py's annotations do not model decode_responses=True; values are str here.
         self.client: Any = client
+        self.cluster = isinstance(client, RedisCluster)
+        if self.cluster and not isinstance(keys, ClusterKeys):
+            keys = ClusterKeys(keys.prefix)
         self.keys = keys
+        #: The per-slot and sharded keys (the same builder as ``keys`` on a cluster).
+        self.slot_keys = keys if isinstance(keys, ClusterKeys) else ClusterKeys(keys.prefix)
         self.max_history = max_history
         self.chunk_size = chunk_size
+        self.wait_replicas = wait_replicas
         self._apply = lua_script(client, "apply.lua")
         self._record = lua_script(client, "record_segment.lua")
         self._clock = lua_script(client, "advance_clock.lua")
         self._set_clock = lua_script(client, "set_clock.lua")
         self._pop_due = lua_script(client, "pop_due.lua")
+        self._lease_due = lua_script(client, "lease_due.lua")
         self._load = lua_script(client, "load_states.lua")
         self._mark_announced = lua_script(client, "mark_announced.lua")
         self._segment_indexes = lua_script(client, "segment_indexes.lua")
@@ -168,8 +199,13 @@ class RedisStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStore:
-        """The store the settings name (``RFM_REDIS_URL``, its CA file and key prefix)."""
-        return cls(configured_client(settings), Keys(settings.key_prefix))
+        """The store the settings name (``RFM_REDIS_URL``, its CA file, ``RFM_REDIS_CLUSTER``,
+        the key prefix)."""
+        return cls(
+            configured_client(settings),
+            keys_for(settings),
+            wait_replicas=settings.redis_wait_replicas,
+        )
 
     async def close(self) -> None:
         """Close the connection pool."""
@@ -204,7 +240,7 @@ class RedisStore:
                 keys.digests(customer),
             )
 
-        trip = RoundTrip(self.client)
+        trip = self._trip()
         # One script call per chunk of events: far fewer commands to pack and parse than one
         # call per event, and each event is still applied once and atomically. Each call reads
         # back its customers' states, and the clock moves in the same round trip.
@@ -213,12 +249,15 @@ class RedisStore:
             self._apply,
             effects,
             keys_of,
-            lambda chunk: [
+            lambda chunk, _: [
                 "" if epoch is None else str(epoch),
                 json.dumps(list(map(_apply_row, chunk))),
                 *_FIELDS,
             ],
-            leading_keys=(keys.epoch,),
+            leading_keys=lambda slot: (
+                keys.epoch if slot is None else self.slot_keys.slot_epoch(slot),
+            ),
+            customer_of=lambda effect: effect.customer_id,
         )
         if offsets:
             trip.command("HMGET", keys.offsets, *offsets)
@@ -233,16 +272,16 @@ class RedisStore:
                 ["" if clock_time is None else repr(clock_time), *marks],
             )
         replies = await trip.execute()
-        result = AppliedBatch([], [], None)
+        result = AppliedBatch([False] * len(effects), [], None)
         states: dict[str, CustomerState | None] = {}
         for chunk, (flags, rows) in zip(chunks, replies, strict=False):
-            for flag in flags:
+            for index, flag in zip(chunk, flags, strict=True):
                 if isinstance(flag, str):
                     kind, _, detail = flag.partition(":")
                     found = result.conflicts if kind == "conflict" else result.rejected
-                    found[len(result.applied)] = detail
-                result.applied.append(flag == 1)
-            customers = dict.fromkeys(effect.customer_id for effect in chunk)
+                    found[index] = detail
+                result.applied[index] = flag == 1
+            customers = dict.fromkeys(effects[index].customer_id for index in chunk)
             for customer, row in zip(customers, rows, strict=True):
                 # A later chunk read the customer after more of their events: it wins.
                 states[customer] = _from_row(customer, row) if any(row) else None
@@ -261,33 +300,65 @@ class RedisStore:
         self, updates: Sequence[SegmentUpdate], due: Mapping[str, float | None] | None = None
     ) -> list[bool]:
         keys = self.keys
-        trip = RoundTrip(self.client)
+        trip = self._trip()
         chunks = self._queue_chunks(
             trip,
             self._record,
             updates,
             lambda update: (keys.state(update.customer_id), keys.history(update.customer_id)),
-            lambda chunk: [
+            lambda chunk, slot: [
                 self.max_history,
                 json.dumps(list(map(_record_row, chunk))),
-                keys.prefix,
+                keys.prefix if slot is None else self.slot_keys.slot_members_prefix(slot),
+                "1" if slot is None else "0",
             ],
-            leading_keys=(keys.segments, keys.indexed, keys.days),
+            leading_keys=lambda slot: (
+                (keys.segments, keys.indexed, keys.days)
+                if slot is None
+                else (
+                    self.slot_keys.slot_segments(slot),
+                    self.slot_keys.slot_indexed(slot),
+                    self.slot_keys.slot_key(slot, "days"),
+                )
+            ),
+            customer_of=lambda update: update.customer_id,
         )
         if due:
-            times = [
-                value
-                for customer, when in due.items()
-                if when is not None
-                for value in (repr(when), customer)
-            ]
-            gone = [customer for customer, when in due.items() if when is None]
-            if times:
-                trip.command("ZADD", keys.due, *times)
-            if gone:
-                trip.command("ZREM", keys.due, *gone)
+            self._queue_due(
+                trip,
+                {customer: when for customer, when in due.items() if when is not None},
+                [customer for customer, when in due.items() if when is None],
+            )
         replies = await trip.execute()
-        return [reply == 1 for chunk in replies[: len(chunks)] for reply in chunk]
+        stored = [0] * len(updates)
+        for chunk, reply in zip(chunks, replies, strict=False):
+            for index, flag in zip(chunk, reply, strict=True):
+                stored[index] = flag
+        if self.cluster:
+            await self._record_flows(
+                [u for u, flag in zip(updates, stored, strict=True) if flag == 1]
+            )
+        return [flag in (1, 2) for flag in stored]
+
+    async def _record_flows(self, changes: Sequence[SegmentUpdate]) -> None:
+        """On a cluster: add the changes just stored to the flows of their days.
+
+        A round trip after the changes' own (the flows are in no customer's hash slot): a
+        worker that dies in between leaves those changes out of the flows, not out of the
+        state (docs/design.md §3).
+        """
+        if not changes:
+            return
+        flows: dict[str, Counter[str]] = {}
+        for update in changes:
+            flow = f"{update.previous_segment or ''}|{update.segment}|{update.reason}"
+            flows.setdefault(change_day(update.since), Counter())[flow] += 1
+        trip = self._trip()
+        for day, counts in flows.items():
+            trip.command("ZADD", self.keys.days, 0, day)
+            for flow, count in counts.items():
+                trip.command("HINCRBY", self.keys.flows(day), flow, count)
+        await trip.execute()
 
     async def mark_announced(
         self,
@@ -295,7 +366,7 @@ class RedisStore:
         counts: Mapping[str, int] | None = None,
         offsets: Mapping[str, int] | None = None,
     ) -> None:
-        trip = RoundTrip(self.client)
+        trip = self._trip()
         self._queue_chunks(trip, self._mark_announced, customer_ids, self._state_key)
         self._queue_counters(trip, counts or {})
         if offsets:
@@ -311,14 +382,14 @@ class RedisStore:
         return {name: int(value) for name, value in raw.items()}
 
     async def last_changes(self, customer_ids: Sequence[str]) -> list[str | None]:
-        trip = RoundTrip(self.client)
+        trip = self._trip(writes=False)
         for customer in customer_ids:
             trip.command("LINDEX", self.keys.history(customer), 0)
         replies: list[str | None] = await trip.execute()
         return replies
 
     async def get(self, customer_id: str) -> CustomerState | None:
-        trip = RoundTrip(self.client)
+        trip = self._trip(writes=False)
         trip.command("HGETALL", self.keys.state(customer_id))
         trip.command("HGETALL", self.keys.items(customer_id))
         trip.command("SMEMBERS", self.keys.orders(customer_id))
@@ -337,35 +408,60 @@ class RedisStore:
         return replace(state, items=items, orders=frozenset(orders), digests=digests)
 
     async def scan(self, batch_size: int = 1000) -> AsyncIterator[list[CustomerState]]:
-        pattern = self.keys.state_pattern()
-        cursor = 0
-        while True:
-            cursor, names = await call(self.client.scan(cursor, match=pattern, count=batch_size))
-            if names:
-                loaded = await self.load([self.keys.customer_of(name) for name in names])
-                yield [state for state in loaded if state is not None]
-            if int(cursor) == 0:
-                return
+        async for _, states in self.scan_from("0", batch_size):
+            if states:
+                yield states
 
     async def scan_from(
         self, cursor: str = "0", batch_size: int = 1000
     ) -> AsyncIterator[tuple[str, list[CustomerState]]]:
         # SCAN's cursor is all the state a scan has: another client can go on from it, and
-        # every key there for the whole scan is returned at least once.
+        # every key there for the whole scan is returned at least once. On a cluster the
+        # cursor is "NODE:CURSOR": the nodes in the order of the slots they serve, each
+        # scanned in turn (a failover keeps the order: the replica serves its master's slots).
         pattern = self.keys.state_pattern()
-        position = int(cursor)
+        if self.cluster:
+            await call(self.client.initialize())  # learn the nodes, if not yet
+        node_index, _, position_text = cursor.rpartition(":")
+        node, position = int(node_index or 0), int(position_text)
         while True:
-            position, names = await call(
-                self.client.scan(position, match=pattern, count=batch_size)
-            )
+            if self.cluster:
+                nodes = self._primaries_by_slot()
+                if node >= len(nodes):
+                    return
+                positions, names = await call(
+                    self.client.scan(
+                        position, match=pattern, count=batch_size, target_nodes=nodes[node]
+                    )
+                )
+                position = int(next(iter(positions.values())))
+                if position == 0:
+                    node += 1
+                done = node >= len(nodes)
+                after = "0" if done else f"{node}:{position}"
+            else:
+                position, names = await call(
+                    self.client.scan(position, match=pattern, count=batch_size)
+                )
+                done = int(position) == 0
+                after = str(int(position))
             loaded = await self.load([self.keys.customer_of(name) for name in names])
-            yield str(int(position)), [state for state in loaded if state is not None]
-            if int(position) == 0:
+            yield after, [state for state in loaded if state is not None]
+            if done:
                 return
+
+    def _primaries_by_slot(self) -> list[Any]:
+        """The cluster's masters, in the order of the first slot each serves."""
+        firsts: dict[str, tuple[int, Any]] = {}
+        for slot, nodes in self.client.nodes_manager.slots_cache.items():
+            primary = nodes[0]
+            if primary.name not in firsts or slot < firsts[primary.name][0]:
+                firsts[primary.name] = (slot, primary)
+        return [node for _, node in sorted(firsts.values(), key=lambda pair: pair[0])]
 
     async def put(self, states: Sequence[CustomerState]) -> None:
         """Write whole states (items and event ids included), replacing what is there."""
-        trip = RoundTrip(self.client)
+        trip = self._trip()
         for state in states:
             customer = state.customer_id
             fields: dict[str, str | int] = {
@@ -413,31 +509,57 @@ class RedisStore:
                 trip.command(
                     "HSET", digests, *(part for pair in state.digests.items() for part in pair)
                 )
-        # Last: the segment indexes are built again from the states on the next read
-        # (segment_indexes.lua), so that a change recorded while these were written is neither
-        # lost nor counted twice.
-        trip.command("DEL", self.keys.segments)
-        trip.script(self._drop_members, [self.keys.indexed], [self.keys.prefix])
+        self._queue_index_reset(trip, [state.customer_id for state in states])
         await trip.execute()
+
+    def _queue_index_reset(self, trip: RoundTrip, customer_ids: Sequence[str]) -> None:
+        """Queue dropping the segment indexes that cover ``customer_ids`` (after their states).
+
+        Last in the round trip: the indexes are built again from the states on the next read
+        (segment_indexes.lua), so that a change recorded while these were written is neither
+        lost nor counted twice. On a cluster only the indexes of those customers' slots go.
+        """
+        keys = self.keys
+        if not self.cluster:
+            trip.command("DEL", keys.segments)
+            trip.script(self._drop_members, [keys.indexed], [keys.prefix])
+            return
+        for slot in sorted({slot_of(customer) for customer in customer_ids}):
+            trip.command("DEL", self.slot_keys.slot_segments(slot))
+            trip.script(
+                self._drop_members,
+                [self.slot_keys.slot_indexed(slot)],
+                [self.slot_keys.slot_members_prefix(slot)],
+            )
 
     async def load(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
         if not customer_ids:
             return []
-        trip = RoundTrip(self.client)
-        self._queue_chunks(trip, self._load, customer_ids, self._state_key, lambda _: _FIELDS)
-        rows = (row for chunk in await trip.execute() for row in chunk)
+        rows = await self._load_fields(customer_ids, _FIELDS)
         width = len(_FIELDS)
         return [
             _from_row(customer, row) if row.count(None) != width else None
             for customer, row in zip(customer_ids, rows, strict=True)
         ]
 
+    async def _load_fields(
+        self, customer_ids: Sequence[str], fields: Sequence[str]
+    ) -> list[list[str | None]]:
+        """The ``fields`` of each customer's state hash, in the order of ``customer_ids``."""
+        trip = self._trip(writes=False)
+        chunks = self._queue_chunks(
+            trip, self._load, customer_ids, self._state_key, lambda _, __: fields
+        )
+        rows: list[list[str | None]] = [[]] * len(customer_ids)
+        for chunk, reply in zip(chunks, await trip.execute(), strict=True):
+            for index, row in zip(chunk, reply, strict=True):
+                rows[index] = row
+        return rows
+
     async def load_rfm(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
         if not customer_ids:
             return []
-        trip = RoundTrip(self.client)
-        self._queue_chunks(trip, self._load, customer_ids, self._state_key, lambda _: _RFM_FIELDS)
-        rows = (row for chunk in await trip.execute() for row in chunk)
+        rows = await self._load_fields(customer_ids, _RFM_FIELDS)
         width = len(_RFM_FIELDS)
         states: list[CustomerState | None] = []
         for customer, row in zip(customer_ids, rows, strict=True):
@@ -460,39 +582,125 @@ class RedisStore:
 
     async def schedule(self, due: Mapping[str, float]) -> None:
         if due:
-            await call(self.client.zadd(self.keys.due, dict(due)))
+            trip = self._trip()
+            self._queue_due(trip, due, ())
+            await trip.execute()
 
     async def pop_due(self, now: float, limit: int, lease_s: float = DUE_LEASE_S) -> list[str]:
-        ids: list[str] = await self._pop_due([self.keys.due], [repr(now), limit, repr(lease_s)])
-        return ids
+        args = [repr(now), limit, repr(lease_s)]
+        if not self.cluster:
+            ids: list[str] = await self._pop_due([self.keys.due], args)
+            return ids
+        # The earliest due of every due set, then a lease of the earliest `limit` of them,
+        # each only if still due (another caller may have leased it in between).
+        shards = self.slot_keys.due_shards
+        trip = self._trip(writes=False)
+        for shard in shards:
+            trip.command("ZRANGEBYSCORE", shard, "-inf", repr(now), "WITHSCORES", "LIMIT", 0, limit)
+        found = [
+            (float(score), customer, shard)
+            for shard, pairs in zip(shards, await trip.execute(), strict=True)
+            for customer, score in pairs
+        ]
+        picked = sorted(found)[:limit]
+        per_shard: dict[str, list[str]] = {}
+        for _, customer, shard in picked:
+            per_shard.setdefault(shard, []).append(customer)
+        trip = self._trip()
+        for shard, customers in per_shard.items():
+            trip.script(self._lease_due, [shard], [repr(now), repr(lease_s), *customers])
+        leased = {customer for taken in await trip.execute() for customer in taken}
+        return [customer for _, customer, _ in picked if customer in leased]
 
     async def unschedule(self, customer_ids: Sequence[str]) -> None:
         if customer_ids:
-            await call(self.client.zrem(self.keys.due, *customer_ids))
+            trip = self._trip()
+            self._queue_due(trip, {}, customer_ids)
+            await trip.execute()
 
     async def due_count(self, until: float | None = None) -> int:
         top = "+inf" if until is None else repr(until)
-        count: int = await call(self.client.zcount(self.keys.due, "-inf", top))
-        return count
+        trip = self._trip(writes=False)
+        for shard in self._due_keys():
+            trip.command("ZCOUNT", shard, "-inf", top)
+        return sum(int(count) for count in await trip.execute())
+
+    def _due_keys(self) -> list[str]:
+        return self.slot_keys.due_shards if self.cluster else [self.keys.due]
+
+    def _queue_due(self, trip: RoundTrip, due: Mapping[str, float], gone: Sequence[str]) -> None:
+        """Queue scheduling ``due`` (customer -> when) and unscheduling ``gone``."""
+        shard_of: Callable[[str], str] = (
+            self.slot_keys.due_shard if self.cluster else lambda _: self.keys.due
+        )
+        times: dict[str, list[Any]] = {}
+        for customer, when in due.items():
+            times.setdefault(shard_of(customer), []).extend((repr(when), customer))
+        removed: dict[str, list[str]] = {}
+        for customer in gone:
+            removed.setdefault(shard_of(customer), []).append(customer)
+        for shard, pairs in times.items():
+            trip.command("ZADD", shard, *pairs)
+        for shard, customers in removed.items():
+            trip.command("ZREM", shard, *customers)
 
     async def segment_counts(self) -> dict[str, int]:
-        reply = await self._read_segments("counts")
-        pairs = zip(reply[::2], reply[1::2], strict=True)
-        return {segment: int(count) for segment, count in pairs if segment and int(count) > 0}
+        totals: Counter[str] = Counter()
+        for reply in await self._read_segments(self._all_slots(), "counts"):
+            for segment, count in zip(reply[::2], reply[1::2], strict=True):
+                totals[segment] += int(count)
+        return {segment: count for segment, count in totals.items() if segment and count > 0}
 
     async def ensure_indexes(self) -> None:
-        await self._read_segments("nothing")
+        await self._read_segments(self._all_slots(), "nothing")
 
     async def segment_page(self, segment: str, after: str, limit: int) -> list[str]:
-        ids: list[str] = await self._read_segments("page", segment, after, limit)
-        return ids
+        if not self.cluster:
+            ids: list[str] = (await self._read_segments([None], "page", segment, after, limit))[0]
+            return ids
+        # On a cluster a segment's members are paged slot by slot, each slot in id order:
+        # the page after a customer goes on in that customer's slot.
+        first = slot_of(after) if after else 0
+        page: list[str] = []
+        for start in range(first, REDIS_CLUSTER_HASH_SLOTS, _SLOTS_PER_TRIP):
+            slots = range(start, min(start + _SLOTS_PER_TRIP, REDIS_CLUSTER_HASH_SLOTS))
+            trip = self._trip(writes=False)
+            for slot in slots:
+                self._queue_segment_read(
+                    trip, slot, "page", segment, after if slot == first else "", limit
+                )
+            for ids in await trip.execute():
+                page.extend(ids[: limit - len(page)])
+                if len(page) == limit:
+                    return page
+        return page
 
-    async def _read_segments(self, what: str, *args: Any) -> Any:
+    def _all_slots(self) -> Sequence[int | None]:
+        return range(REDIS_CLUSTER_HASH_SLOTS) if self.cluster else [None]
+
+    async def _read_segments(self, slots: Sequence[int | None], what: str, *args: Any) -> Any:
         """Build the segment indexes where they are missing, then read ``what`` of them
-        (segment_indexes.lua): one script, so a page or a count never sees half an index."""
+        (segment_indexes.lua): one script, so a page or a count never sees half an index.
+        ``slots``: the hash slots whose indexes to read on a cluster, ``[None]`` on one Redis;
+        the replies come one per slot."""
+        trip = self._trip(writes=False)
+        for slot in slots:
+            self._queue_segment_read(trip, slot, what, *args)
+        return await trip.execute()
+
+    def _queue_segment_read(self, trip: RoundTrip, slot: int | None, what: str, *args: Any) -> None:
         keys = self.keys
-        return await self._segment_indexes(
-            [keys.segments, keys.indexed], [keys.state_pattern(), keys.prefix, what, *args]
+        if slot is None:
+            trip.script(
+                self._segment_indexes,
+                [keys.segments, keys.indexed],
+                [keys.state_pattern(), keys.prefix, what, *args],
+            )
+            return
+        trip.script(
+            self._segment_indexes,
+            [self.slot_keys.slot_segments(slot), self.slot_keys.slot_indexed(slot)],
+            [f"slot:{slot}|{keys.prefix}", self.slot_keys.slot_members_prefix(slot), what, *args],
         )
 
     async def flows(
@@ -509,11 +717,34 @@ class RedisStore:
     async def daily_sizes(
         self, since: str | None = None, until: str | None = None
     ) -> dict[str, dict[str, int]]:
+        if self.cluster:
+            return await self._sizes_from_flows(since, until)
         days = await self._per_day(self.keys.sizes, since, until)
         return {
             day: {segment: int(size) for segment, size in fields.items()}
             for day, fields in days.items()
         }
+
+    async def _sizes_from_flows(
+        self, since: str | None, until: str | None
+    ) -> dict[str, dict[str, int]]:
+        """On a cluster: each day's sizes of the segments its changes touched, at its end.
+
+        The segments' sizes now, less the changes of every later day: what one Redis keeps
+        per day as it goes (a cluster keeps no such per-day key, see docs/design.md §3).
+        """
+        now = Counter(await self.segment_counts())
+        flows = await self.flows(since, None)
+        sizes: dict[str, dict[str, int]] = {}
+        for day in sorted(flows, reverse=True):
+            if until is None or day <= until:
+                touched = {name for flow in flows[day] for name in flow[:2] if name}
+                sizes[day] = {segment: now[segment] for segment in sorted(touched)}
+            for (source, target, _), count in flows[day].items():
+                now[target] -= count
+                if source:
+                    now[source] += count
+        return dict(sorted(sizes.items()))
 
     async def _per_day(
         self, key_of: Callable[[str], str], since: str | None, until: str | None
@@ -521,7 +752,7 @@ class RedisStore:
         """The hash ``key_of(day)`` of every day with changes from ``since`` to ``until``."""
         low, high = _day_range(since, until)
         days: list[str] = await call(self.client.zrangebylex(self.keys.days, low, high))
-        trip = RoundTrip(self.client)
+        trip = self._trip(writes=False)
         for day in days:
             trip.command("HGETALL", key_of(day))
         replies: list[dict[str, str]] = await trip.execute() if days else []
@@ -545,10 +776,31 @@ class RedisStore:
         return int(value) if value is not None else None
 
     async def create_epoch(self, epoch: int) -> int:
+        if self.cluster:
+            return await self._create_slot_epochs(epoch)
         await call(self.client.set(self.keys.epoch, epoch, nx=True))
         current = await self.epoch()
         assert current is not None
         return current
+
+    async def _create_slot_epochs(self, epoch: int) -> int:
+        """On a cluster: the epoch, also written in every hash slot (apply.lua checks the
+        slot's). A store with a slot's epoch missing or another than the store's has lost
+        part of itself (a node wiped): it gets ``epoch`` as a new store would."""
+        keys, slots = self.keys, range(REDIS_CLUSTER_HASH_SLOTS)
+        trip = self._trip(writes=False)
+        trip.command("GET", keys.epoch)
+        for slot in slots:
+            trip.command("GET", self.slot_keys.slot_epoch(slot))
+        current, *per_slot = await trip.execute()
+        if current is not None and all(value == current for value in per_slot):
+            return int(current)
+        trip = self._trip()
+        trip.command("SET", keys.epoch, epoch)
+        for slot in slots:
+            trip.command("SET", self.slot_keys.slot_epoch(slot), epoch)
+        await trip.execute()
+        return epoch
 
     async def has_state(self) -> bool:
         keys = self.keys
@@ -560,13 +812,18 @@ class RedisStore:
         return float(value) if value is not None else None
 
     async def add_counters(self, counts: Mapping[str, int]) -> None:
-        trip = RoundTrip(self.client)
+        trip = self._trip()
         self._queue_counters(trip, counts)
         await trip.execute()
 
     async def counters(self) -> dict[str, int]:
-        raw: dict[str, str] = await call(self.client.hgetall(self.keys.counters))
-        return {name: int(value) for name, value in raw.items()}
+        trip = self._trip(writes=False)
+        for key in self.slot_keys.counter_shards if self.cluster else [self.keys.counters]:
+            trip.command("HGETALL", key)
+        totals: Counter[str] = Counter()
+        for raw in await trip.execute():
+            totals.update({name: int(value) for name, value in raw.items()})
+        return dict(totals)
 
     async def history(self, customer_id: str) -> list[str]:
         entries: list[str] = await call(self.client.lrange(self.keys.history(customer_id), 0, -1))
@@ -575,29 +832,50 @@ class RedisStore:
     def _state_key(self, customer_id: str) -> tuple[str]:
         return (self.keys.state(customer_id),)
 
+    def _trip(self, writes: bool = True) -> RoundTrip:
+        """A round trip; one that writes waits for the replicas (``wait_replicas``)."""
+        return RoundTrip(self.client, self.wait_replicas if writes else 0)
+
     def _queue_chunks(
         self,
         trip: RoundTrip,
         script: Script,
         items: Sequence[T],
         keys_of: Callable[[T], Sequence[str]],
-        args_of: Callable[[Sequence[T]], Sequence[Any]] = lambda chunk: (),
-        leading_keys: Sequence[str] = (),
-    ) -> list[Sequence[T]]:
-        """Queue ``script`` once per chunk of ``items``; return the chunks.
+        args_of: Callable[[Sequence[T], int | None], Sequence[Any]] = lambda chunk, slot: (),
+        leading_keys: Callable[[int | None], Sequence[str]] = lambda slot: (),
+        customer_of: Callable[[T], str] | None = None,
+    ) -> list[list[int]]:
+        """Queue ``script`` once per chunk of ``items``; return each chunk's item indexes.
 
         ``keys_of`` gives each item's keys (after ``leading_keys``), ``args_of`` a chunk's
-        arguments. The round trip's replies then begin with the script's replies, one per chunk.
+        arguments. On a cluster a chunk holds the items of one hash slot only (by
+        ``customer_of``, or the item itself as a customer id), in their order; both then get
+        the slot, else None. The round trip's replies then begin with the script's replies,
+        one per chunk.
         """
         size = self.chunk_size
-        chunks = [items[first : first + size] for first in range(0, len(items), size)]
-        for chunk in chunks:
-            keys = [*leading_keys, *(key for item in chunk for key in keys_of(item))]
-            trip.script(script, keys, args_of(chunk))
+        groups: dict[int | None, list[int]] = {}
+        if self.cluster:
+            of = customer_of or (lambda item: str(item))
+            for index, item in enumerate(items):
+                groups.setdefault(slot_of(of(item)), []).append(index)
+        else:
+            groups[None] = list(range(len(items)))
+        chunks = []
+        for slot, indexes in groups.items():
+            for first in range(0, len(indexes), size):
+                chunk = indexes[first : first + size]
+                members = [items[index] for index in chunk]
+                keys = [*leading_keys(slot), *(key for item in members for key in keys_of(item))]
+                trip.script(script, keys, args_of(members, slot))
+                chunks.append(chunk)
         return chunks
 
     def _queue_counters(self, trip: RoundTrip, counts: Mapping[str, int]) -> None:
-        """Queue the increments of the service-wide counters (zeros are left out)."""
+        """Queue the increments of the service-wide counters (zeros are left out); on a
+        cluster into one of the counter hashes, taken at random."""
+        key = random.choice(self.slot_keys.counter_shards) if self.cluster else self.keys.counters
         for name, value in counts.items():
             if value:
-                trip.command("HINCRBY", self.keys.counters, name, value)
+                trip.command("HINCRBY", key, name, value)

@@ -4,6 +4,10 @@ redis-py's own pipelines check that every script they carry is loaded with a ``S
 before each execution: a second round trip on every pipelined script call. Here scripts go
 out as plain ``EVALSHA``; a script Redis does not know (after a restart or ``SCRIPT FLUSH``)
 fails with ``NOSCRIPT`` without running, so exactly those calls are loaded and sent again.
+
+On a Redis Cluster the pipeline sends each node its commands on one connection. With
+``wait_replicas`` a ``WAIT`` ends each node's share: the round trip returns only once that
+node's replicas hold its writes, so a failover (which promotes a replica) keeps them.
 """
 
 from __future__ import annotations
@@ -12,11 +16,16 @@ from collections.abc import Awaitable, Sequence
 from importlib.resources import files
 from typing import Any, TypeVar
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
+from stream_app.exceptions import StoreUnavailableError
 from stream_app.store.client import redis_errors
 
-__all__ = ["RoundTrip", "Script", "call", "lua_script"]
+__all__ = ["WAIT_TIMEOUT_MS", "RoundTrip", "Script", "call", "lua_script"]
+
+#: Longest wait for the replicas of a node to confirm a round trip's writes.
+WAIT_TIMEOUT_MS = 2000
 
 T = TypeVar("T")
 #: A queued call: the script it runs (None for a plain command), the command, its arguments.
@@ -53,11 +62,15 @@ class RoundTrip:
     Parameters
     ----------
     client
-        A ``redis.asyncio.Redis`` (or cluster) client.
+        A ``redis.asyncio.Redis`` or ``RedisCluster`` client.
+    wait_replicas
+        On a cluster: the replicas each node's writes must reach before :meth:`execute`
+        returns (fewer if the node has fewer connected replicas); 0: no wait.
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, wait_replicas: int = 0) -> None:
         self.client = client
+        self.wait_replicas = wait_replicas if isinstance(client, RedisCluster) else 0
         self._queued: list[_Queued] = []
 
     def __len__(self) -> int:
@@ -77,7 +90,8 @@ class RoundTrip:
         Raises
         ------
         StoreUnavailableError
-            Redis failed, or a command or script failed (nothing is retried here).
+            Redis failed, or a command or script failed (nothing is retried here), or a node's
+            replicas did not confirm its writes in time.
         """
         if not self._queued:
             return []
@@ -104,9 +118,34 @@ class RoundTrip:
         pipe = self.client.pipeline(transaction=False)
         for _, name, args in queued:
             pipe.execute_command(name, *args)
+        nodes = self.client.get_primaries() if self.wait_replicas else []
+        for node in nodes:
+            # After the node's commands, on their connection. A node this round trip wrote
+            # nothing to answers at once: WAIT waits for the connection's own writes.
+            pipe.execute_command("WAIT", self.wait_replicas, WAIT_TIMEOUT_MS, target_nodes=node)
         try:
             replies: list[Any] = await call(pipe.execute(raise_on_error=False))
         finally:
             # Give the connection back to the pool even when the call failed.
             await pipe.reset()
+        if nodes:
+            acks = replies[len(queued) :]
+            del replies[len(queued) :]
+            await self._check_replicated(nodes, acks)
         return replies
+
+    async def _check_replicated(self, nodes: Sequence[Any], acks: Sequence[Any]) -> None:
+        """Fail unless every node's writes reached its replicas (those connected to it)."""
+        for node, ack in zip(nodes, acks, strict=True):
+            if isinstance(ack, Exception):
+                with redis_errors():
+                    raise ack
+            if int(ack) >= self.wait_replicas:
+                continue
+            info = await call(self.client.info("replication", target_nodes=node))
+            connected = int(info.get(node.name, info).get("connected_slaves", 0))
+            if int(ack) < min(self.wait_replicas, connected):
+                raise StoreUnavailableError(
+                    f"the writes on Redis node {node.name} reached {ack} of its {connected} "
+                    f"replicas in {WAIT_TIMEOUT_MS} ms: not stored for sure yet"
+                )

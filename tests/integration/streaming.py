@@ -28,7 +28,7 @@ from stream_app.kafka.replay import publish_events, wait_until_processed
 from stream_app.service.export import export_frame
 from stream_app.settings import Settings
 from stream_app.store.client import redis_client
-from stream_app.store.keys import Keys
+from stream_app.store.keys import keys_for
 from stream_app.store.redis_store import RedisStore
 from stream_app.store.registry import ModelRegistry
 from tests.fakes import V1, fitted_segmenter, model_card
@@ -254,7 +254,7 @@ def publish_model(settings: Settings) -> None:
     async def run() -> None:
         client = redis_client(settings.redis_url)
         try:
-            registry = ModelRegistry(settings.model_dir, client, Keys(settings.key_prefix))
+            registry = ModelRegistry(settings.model_dir, client, keys_for(settings))
             await registry.publish(fitted_segmenter(0), model_card(V1))
         finally:
             await client.aclose()

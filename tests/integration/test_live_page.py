@@ -35,7 +35,7 @@ from model_training.data.synth import generate_transactions, write_transactions
 from stream_app.kafka.replay import publish_events
 from stream_app.service.order_events import build_events
 from stream_app.settings import Settings
-from stream_app.store.keys import Keys
+from stream_app.store.keys import keys_for
 from tests.fakes import V1, order_event
 from tests.integration.streaming import (
     publish_model,
@@ -185,7 +185,7 @@ def _check_the_page(
     screenshots: Path,
 ) -> float:
     """The checks of the page, from an empty stream on; the feed's delay in seconds."""
-    keys = Keys(settings.key_prefix)
+    keys = keys_for(settings)
     page = browser.page
 
     # Nothing yet: the page says so.

@@ -18,7 +18,7 @@ from stream_app.service.order_events import build_events
 from stream_app.settings import Settings
 from stream_app.store.client import redis_client
 from stream_app.store.coordination import Coordination
-from stream_app.store.keys import Keys
+from stream_app.store.keys import Keys, keys_for
 from stream_app.store.registry import ModelRegistry
 from tests.integration.streaming import (
     full_states,
@@ -58,7 +58,7 @@ def test_two_workers_retrain_once_switch_together_and_roll_back(
             "gate_min_silhouette": 0.0,
         }
     )
-    keys = Keys(settings.key_prefix)
+    keys = keys_for(settings)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     events = build_events(frame).events
 

@@ -24,7 +24,7 @@ from stream_app.service.order_events import build_events
 from stream_app.settings import Settings
 from stream_app.store.client import redis_client
 from stream_app.store.coordination import Coordination
-from stream_app.store.keys import Keys
+from stream_app.store.keys import Keys, keys_for
 from stream_app.store.registry import ModelRegistry
 from tests.fakes import V1, V2, fitted_segmenter, model_card
 from tests.integration.streaming import full_states, last_changes, replay, running_worker, wait_for
@@ -57,7 +57,7 @@ def _serving_v1(
     settings: Settings, loop: asyncio.Runner
 ) -> tuple[Keys, redis.Redis, Any, ModelRegistry, Coordination]:
     """Clients of the test's Redis, with model V1 published as the current version."""
-    keys = Keys(settings.key_prefix)
+    keys = keys_for(settings)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     async_client = redis_client(settings.redis_url)
     registry = ModelRegistry(settings.model_dir, async_client, keys)

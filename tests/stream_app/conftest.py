@@ -10,10 +10,11 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from stream_app.devtools.cluster import start_cluster
 from stream_app.devtools.processes import terminate
 from stream_app.devtools.servers import find_redis_server, redis_url, start_redis
 from stream_app.exceptions import StackError
-from stream_app.store.client import redis_client
+from stream_app.store.client import cluster_client, redis_client
 from stream_app.store.keys import Keys
 from stream_app.store.memory import MemoryStore
 from stream_app.store.redis_store import RedisStore
@@ -35,6 +36,20 @@ def private_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         terminate([server], timeout=10)
 
 
+@pytest.fixture(scope="session")
+def private_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis Cluster of the tests' own (3 masters, no replicas), stopped at the end."""
+    try:
+        find_redis_server()
+    except StackError as exc:
+        pytest.skip(str(exc))
+    nodes = start_cluster(tmp_path_factory.mktemp("cluster"), 3, die_with_parent=True)
+    try:
+        yield redis_url(nodes[0].port)
+    finally:
+        terminate(nodes, timeout=10)
+
+
 @pytest.fixture
 def client(private_redis_url: str) -> Iterator[redis.Redis]:
     """A synchronous client of the tests' own Redis (strings in, strings out)."""
@@ -51,16 +66,23 @@ async def async_client(private_redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await connection.aclose()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def store(
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[MemoryStore | RedisStore]:
-    """Each customer-state store, so one contract suite runs against both."""
+    """Each customer-state store, so one contract suite runs against all: in memory, on one
+    Redis and on a Redis Cluster."""
     if request.param == "memory":
         yield MemoryStore()
         return
-    url: str = request.getfixturevalue("private_redis_url")
-    async with RedisStore.from_url(url, prefix=f"t{uuid.uuid4().hex[:8]}") as redis_store:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    if request.param == "cluster":
+        url: str = request.getfixturevalue("private_cluster_url")
+        async with RedisStore(cluster_client(url), Keys(prefix)) as cluster_store:
+            yield cluster_store
+        return
+    url = request.getfixturevalue("private_redis_url")
+    async with RedisStore.from_url(url, prefix=prefix) as redis_store:
         yield redis_store
 
 

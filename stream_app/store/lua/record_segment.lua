@@ -8,14 +8,18 @@
 -- (one hash tag). ARGV[1]: the history length to keep; ARGV[2]: a JSON array with, per
 -- update, [segment, previous segment ('' for none), since (epoch s, text), model version,
 -- sequence, history entry (JSON text), recency, frequency, monetary (text; '' if unknown),
--- reason, day of the change (stream clock, YYYY-MM-DD)]; ARGV[3]: the key prefix.
--- The global index keys (segment members, flows and sizes per day) are named here from the
--- prefix, not passed in KEYS: fine on one Redis; a Redis Cluster port moves them to a call
--- of their own (they are in no customer's hash slot).
--- Returns, per update, 1 if stored (now, or by this same update before) and 0 if not.
+-- reason, day of the change (stream clock, YYYY-MM-DD)]; ARGV[3]: what the member index keys
+-- begin with (the key prefix; on a Redis Cluster the prefix of the customers' hash slot);
+-- ARGV[4]: '1' to keep the flows and sizes per day here, '0' to leave them to the caller.
+-- The member index keys and the per-day keys are named here, not passed in KEYS: on one
+-- Redis that is allowed; on a Redis Cluster the member index keys are those of the customers'
+-- slot (KEYS[1] and KEYS[2] too) and the per-day keys are not touched (ARGV[4] = '0').
+-- Returns, per update, 1 if stored now, 2 if stored by this same update before (a resend)
+-- and 0 if not.
 local keep = tonumber(ARGV[1])
 local updates = cjson.decode(ARGV[2])
 local prefix = ARGV[3]
+local per_day = ARGV[4] ~= '0'
 local counts, indexed, days = KEYS[1], KEYS[2], KEYS[3]
 local counted = redis.call('EXISTS', counts) == 1
 local listed = redis.call('EXISTS', indexed) == 1
@@ -29,7 +33,7 @@ for u = 1, #updates do
   if update[5] == stored and current == update[1]
       and redis.call('LINDEX', history, 0) == update[6] then
     -- Recorded already by this very update (a resend after its reply was lost): stored.
-    results[u] = 1
+    results[u] = 2
   elseif current ~= update[2] or update[5] <= stored then
     results[u] = 0
   else
@@ -65,6 +69,9 @@ for u = 1, #updates do
     redis.call('LTRIM', history, 0, keep - 1)
     results[u] = 1
   end
+end
+if not per_day then
+  return results
 end
 for day, _ in pairs(seen) do
   redis.call('ZADD', days, 0, day)
