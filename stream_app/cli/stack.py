@@ -60,14 +60,45 @@ def stack() -> None:
     help="Keep Redis's data in an append-only file in --dir (fsync every second), so a "
     "restarted stack finds it again; --no-aof for a throwaway run.",
 )
+@click.option(
+    "--redis-cluster",
+    "masters",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Start a Redis Cluster of this many masters (at least 3) instead of one Redis.",
+)
+@click.option(
+    "--replicas",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Replicas per master of the --redis-cluster (a killed master fails over to one).",
+)
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to answer.")
-def up(directory: Path, kafka_port: int, redis_port: int, aof: bool, timeout: float) -> None:
+def up(
+    directory: Path,
+    kafka_port: int,
+    redis_port: int,
+    aof: bool,
+    masters: int,
+    replicas: int,
+    timeout: float,
+) -> None:
     """Start the broker and Redis; print `export` lines for `eval "$(rfm stack up)"`.
 
     Redis keeps its data in an append-only file in --dir unless --no-aof: stopping the
     stack and starting it again in the same --dir finds the state again (the broker keeps
     nothing). Running it again while the stack runs prints the same lines and starts nothing.
+
+    With --redis-cluster N the nodes listen on free ports (each with its cluster bus on the
+    port + 10000); the exports name the first master and set RFM_REDIS_CLUSTER=true.
     """
+    if masters and masters < 3:
+        raise click.BadParameter(
+            "a Redis Cluster needs at least 3 masters", param_hint="--redis-cluster"
+        )
+    if replicas and not masters:
+        raise click.BadParameter("replicas need --redis-cluster", param_hint="--replicas")
     try:
         current = local_stack.status(directory)
     except StackNotFoundError:
@@ -81,10 +112,21 @@ def up(directory: Path, kafka_port: int, redis_port: int, aof: bool, timeout: fl
     # A StackError (no local broker installed, a server that does not start) ends `rfm`
     # with one error line.
     info = local_stack.start(
-        directory, kafka_port=kafka_port, redis_port=redis_port, aof=aof, timeout=timeout
+        directory,
+        kafka_port=kafka_port,
+        redis_port=redis_port,
+        aof=aof,
+        timeout=timeout,
+        redis_cluster=masters,
+        replicas=replicas,
     )
     _note(f"broker  pid {info.kafka.pid:<7} {info.kafka_bootstrap:<28} log {info.kafka.log}")
-    _note(f"redis   pid {info.redis.pid:<7} {info.redis_url:<28} log {info.redis.log}")
+    for node in info.redis_nodes:
+        role = (
+            "" if not info.cluster else ("master " if node in info.cluster[:masters] else "replica")
+        )
+        address = f"127.0.0.1:{node.port} {role}".strip()
+        _note(f"redis   pid {node.pid:<7} {address:<28} log {node.log}")
     _note(f"redis   {_persistence(info)}")
     _note(f"stop with: rfm stack down --dir {shlex.quote(str(directory))}")
     click.echo(_exports(info))
@@ -102,7 +144,8 @@ def down(directory: Path, timeout: float) -> None:
         return
     except StackError as exc:
         raise click.ClickException(str(exc)) from exc
-    _note(f"stopped broker (pid {info.kafka.pid}) and redis (pid {info.redis.pid})")
+    pids = ", ".join(str(node.pid) for node in info.redis_nodes)
+    _note(f"stopped broker (pid {info.kafka.pid}) and redis (pid {pids})")
 
 
 @stack.command()
@@ -126,12 +169,14 @@ def status(directory: Path, as_json: bool) -> None:
         for proc in (current.kafka, current.redis):
             entry = document["processes"][proc.info.name]
             entry.update(running=proc.running, answering=proc.answering)
+        for node, entry in zip(current.cluster, document["redis_cluster"], strict=True):
+            entry.update(running=node.running, answering=node.answering)
         click.echo(json.dumps(document, indent=2))
     else:
-        for proc, address in (
-            (current.kafka, current.info.kafka_bootstrap),
-            (current.redis, current.info.redis_url),
-        ):
+        redis = [(node, f"127.0.0.1:{node.info.port}") for node in current.cluster] or [
+            (current.redis, current.info.redis_url)
+        ]
+        for proc, address in [(current.kafka, current.info.kafka_bootstrap), *redis]:
             state = "down"
             if proc.running:
                 state = "up" if proc.answering else "running"  # running: not answering yet

@@ -44,16 +44,27 @@ class StackInfo:
     kafka
         The Tansu broker.
     redis
-        The Redis server.
+        The Redis server; of a Redis Cluster, its first master.
     aof
         Whether Redis keeps an append-only file in ``directory`` (None: not recorded, a
         ``stack.json`` written by an older release).
+    cluster
+        Every node of a Redis Cluster (masters first, then replicas); empty for one Redis.
+    replicas
+        Replicas per master of the Redis Cluster.
     """
 
     directory: Path
     kafka: ProcessInfo
     redis: ProcessInfo
     aof: bool | None = None
+    cluster: tuple[ProcessInfo, ...] = ()
+    replicas: int = 0
+
+    @property
+    def redis_nodes(self) -> tuple[ProcessInfo, ...]:
+        """Every Redis process: the cluster's nodes, or the one server."""
+        return self.cluster or (self.redis,)
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -62,21 +73,27 @@ class StackInfo:
 
     @property
     def redis_url(self) -> str:
-        """Redis DSN (database 0), as ``RFM_REDIS_URL`` takes it."""
-        return redis_url(self.redis.port)
+        """Redis DSN (database 0), as ``RFM_REDIS_URL`` takes it; of a cluster, every
+        master's, comma-separated (a client starts if one of them is down)."""
+        masters = self.cluster[: len(self.cluster) // (1 + self.replicas)] or (self.redis,)
+        return ",".join(redis_url(node.port) for node in masters)
 
     def env(self) -> dict[str, str]:
         """Return the ``RFM_*`` variables that point the service at this stack."""
-        return {
+        env = {
             _env_name("kafka_bootstrap"): self.kafka_bootstrap,
             _env_name("redis_url"): self.redis_url,
         }
+        if self.cluster:
+            env[_env_name("redis_cluster")] = "true"
+        return env
 
     def settings(self, **overrides: Any) -> Settings:
         """Return :class:`Settings` pointing at this stack (other fields from ``overrides``)."""
         values: dict[str, Any] = {
             "kafka_bootstrap": self.kafka_bootstrap,
             "redis_url": self.redis_url,
+            "redis_cluster": bool(self.cluster),
         }
         values.update(overrides)
         return Settings(**values)
@@ -90,6 +107,8 @@ class StackInfo:
             "redis_url": self.redis_url,
             "redis_aof": self.aof,
             "processes": {"kafka": self.kafka.to_json(), "redis": self.redis.to_json()},
+            "redis_cluster": [node.to_json() for node in self.cluster],
+            "redis_replicas": self.replicas,
         }
 
     @classmethod
@@ -112,6 +131,10 @@ class StackInfo:
                 kafka=ProcessInfo.from_json(processes["kafka"]),
                 redis=ProcessInfo.from_json(processes["redis"]),
                 aof=None if data.get("redis_aof") is None else bool(data["redis_aof"]),
+                cluster=tuple(
+                    ProcessInfo.from_json(node) for node in data.get("redis_cluster", [])
+                ),
+                replicas=int(data.get("redis_replicas", 0)),
             )
         except FileNotFoundError as exc:
             raise StackNotFoundError(f"no stack in {directory}: {path} does not exist") from exc

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from stream_app.devtools.cluster import start_cluster
 from stream_app.devtools.network import PROBES
 from stream_app.devtools.processes import ProcessInfo, is_ours, terminate
 from stream_app.devtools.record import DEFAULT_DIR, STATE_FILE, StackInfo
@@ -65,16 +66,22 @@ class StackStatus:
     info: StackInfo
     kafka: ProcessStatus
     redis: ProcessStatus
+    cluster: tuple[ProcessStatus, ...] = ()
+
+    @property
+    def processes(self) -> tuple[ProcessStatus, ...]:
+        """The broker and every Redis process."""
+        return (self.kafka, *(self.cluster or (self.redis,)))
 
     @property
     def up(self) -> bool:
-        """Both processes run and answer."""
-        return all(p.running and p.answering for p in (self.kafka, self.redis))
+        """Every process runs and answers."""
+        return all(p.running and p.answering for p in self.processes)
 
     @property
     def down(self) -> bool:
-        """Neither process runs."""
-        return not (self.kafka.running or self.redis.running)
+        """No process runs."""
+        return not any(p.running for p in self.processes)
 
 
 def start(
@@ -85,6 +92,8 @@ def start(
     aof: bool = True,
     timeout: float = 30.0,
     die_with_parent: bool = False,
+    redis_cluster: int = 0,
+    replicas: int = 0,
 ) -> StackInfo:
     """Start Tansu and Redis, wait until both answer, and record them in ``DIR/stack.json``.
 
@@ -104,6 +113,11 @@ def start(
         Ask Linux to SIGTERM both servers when the thread that started them exits (for test
         sessions; not for ``rfm stack up``, whose servers outlive the command). Start them
         from the main thread when this is set.
+    redis_cluster
+        Masters of a Redis Cluster to start instead of one Redis (0: one Redis; else at
+        least 3), see :func:`~stream_app.devtools.cluster.start_cluster`.
+    replicas
+        Replicas per master of that cluster.
 
     Returns
     -------
@@ -128,8 +142,10 @@ def start(
             )
         (directory / STATE_FILE).unlink(missing_ok=True)  # left behind by a crash
     started: list[ProcessInfo] = []
+    nodes: list[ProcessInfo] = []
     try:
-        for name, port in (("kafka", kafka_port), ("redis", redis_port)):
+        servers = [("kafka", kafka_port)] + ([] if redis_cluster else [("redis", redis_port)])
+        for name, port in servers:
             started.append(
                 start_server(
                     name,
@@ -140,10 +156,27 @@ def start(
                     timeout=timeout,
                 )
             )
+        if redis_cluster:
+            nodes = start_cluster(
+                directory,
+                redis_cluster,
+                replicas,
+                aof=aof,
+                die_with_parent=die_with_parent,
+                timeout=timeout,
+            )
+            started.append(nodes[0])
     except BaseException:
-        terminate(started, timeout=5)
+        terminate([*started, *nodes], timeout=5)
         raise
-    info = StackInfo(directory=directory, kafka=started[0], redis=started[1], aof=aof)
+    info = StackInfo(
+        directory=directory,
+        kafka=started[0],
+        redis=started[1],
+        aof=aof,
+        cluster=tuple(nodes),
+        replicas=replicas if nodes else 0,
+    )
     info.save()
     return info
 
@@ -157,13 +190,19 @@ def status(directory: Path = DEFAULT_DIR) -> StackStatus:
         No stack was started in ``directory``.
     """
     info = StackInfo.load(directory)
-    procs = {}
-    for proc in (info.kafka, info.redis):
+
+    def check(proc: ProcessInfo) -> ProcessStatus:
         running = is_ours(proc)
-        procs[proc.name] = ProcessStatus(
+        return ProcessStatus(
             info=proc, running=running, answering=running and PROBES[proc.name](proc)
         )
-    return StackStatus(info=info, kafka=procs["kafka"], redis=procs["redis"])
+
+    return StackStatus(
+        info=info,
+        kafka=check(info.kafka),
+        redis=check(info.redis),
+        cluster=tuple(check(node) for node in info.cluster),
+    )
 
 
 def stop(directory: Path = DEFAULT_DIR, *, timeout: float = 10.0) -> StackInfo:
@@ -185,7 +224,7 @@ def stop(directory: Path = DEFAULT_DIR, *, timeout: float = 10.0) -> StackInfo:
         A process survived SIGKILL.
     """
     info = StackInfo.load(directory)
-    survivors = terminate([info.kafka, info.redis], timeout)
+    survivors = terminate([info.kafka, *info.redis_nodes], timeout)
     if survivors:
         names = ", ".join(f"{p.name} (pid {p.pid})" for p in survivors)
         raise StackError(f"could not stop {names}")
@@ -210,6 +249,9 @@ class LocalStack:
         (killed, crashed). Enter the block from the main thread when this is set.
     keep_dir
         Keep a temporary directory (and its logs) after exit.
+    redis_cluster, replicas
+        Start a Redis Cluster of that many masters, each with ``replicas`` replicas, instead
+        of one Redis (0: one Redis).
 
     Examples
     --------
@@ -225,7 +267,11 @@ class LocalStack:
         timeout: float = 30.0,
         die_with_parent: bool = True,
         keep_dir: bool = False,
+        redis_cluster: int = 0,
+        replicas: int = 0,
     ) -> None:
+        self.redis_cluster = redis_cluster
+        self.replicas = replicas
         self.directory = directory
         self.aof = aof
         self.timeout = timeout
@@ -248,6 +294,8 @@ class LocalStack:
                 aof=self.aof,
                 timeout=self.timeout,
                 die_with_parent=self.die_with_parent,
+                redis_cluster=self.redis_cluster,
+                replicas=self.replicas,
             )
         except BaseException:
             self._cleanup_dir()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
@@ -151,13 +151,29 @@ def cluster_client(
 ) -> RedisCluster:
     """Create an async client of the Redis Cluster one of whose nodes is at ``url``.
 
-    The client finds the other nodes and the slots each serves from that node, sends each
-    command to the node serving its key, and after a connection error or a ``MOVED`` reply (a
-    failover, a resharding) learns the cluster again and sends the command there. Replies are
-    decoded to ``str``; the parameters are :func:`redis_client`'s (the database is always 0).
+    ``url`` may name several nodes, comma-separated (``redis://a:7000/0,redis://b:7001/0``):
+    the first that answers is asked for the others, so a client can start while one of them
+    is down. User, password and TLS come from the first. The client finds the nodes and the
+    slots each serves, sends each command to the node serving its key, and after a connection
+    error or a ``MOVED`` reply (a failover, a resharding) learns the cluster again and sends
+    the command there. Replies are decoded to ``str``; the parameters are
+    :func:`redis_client`'s (the database is always 0).
+
+    >>> import asyncio
+    >>> client = cluster_client("redis://127.0.0.1:7000/0,redis://127.0.0.1:7001/0")
+    >>> [node.name for node in client.nodes_manager.startup_nodes.values()]
+    ['127.0.0.1:7000', '127.0.0.1:7001']
+    >>> asyncio.run(client.aclose())
     """
-    return RedisCluster.from_url(
-        url,
+    addresses = [urlsplit(part.strip()) for part in url.split(",") if part.strip()]
+    first = addresses[0]
+    return RedisCluster(
+        startup_nodes=[
+            ClusterNode(part.hostname or "127.0.0.1", part.port or 6379) for part in addresses
+        ],
+        username=first.username,
+        password=first.password,
+        ssl=first.scheme == "rediss",
         decode_responses=True,
         retry=Retry(
             ExponentialBackoff(cap=_BACKOFF_CAP_S, base=_BACKOFF_BASE_S),
@@ -168,7 +184,7 @@ def cluster_client(
         socket_connect_timeout=connect_timeout_s,
         health_check_interval=HEALTH_CHECK_INTERVAL_S,
         socket_keepalive=True,
-        **({"ssl_ca_certs": str(ca_certs)} if ca_certs is not None else {}),
+        ssl_ca_certs=None if ca_certs is None else str(ca_certs),
     )
 
 

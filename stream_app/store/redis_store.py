@@ -20,7 +20,7 @@ from stream_app.core.state import CustomerState, ItemTotals
 from stream_app.service.ports import DUE_LEASE_S, AppliedBatch, SegmentUpdate
 from stream_app.store.client import configured_client, redis_client
 from stream_app.store.keys import ClusterKeys, Keys, keys_for, slot_of
-from stream_app.store.round_trip import RoundTrip, Script, call, lua_script
+from stream_app.store.round_trip import ReplicaWait, RoundTrip, Script, call, lua_script
 
 if TYPE_CHECKING:
     from stream_app.settings import Settings
@@ -175,7 +175,7 @@ class RedisStore:
         self.slot_keys = keys if isinstance(keys, ClusterKeys) else ClusterKeys(keys.prefix)
         self.max_history = max_history
         self.chunk_size = chunk_size
-        self.wait_replicas = wait_replicas
+        self.replica_wait = ReplicaWait(wait_replicas)
         self._apply = lua_script(client, "apply.lua")
         self._record = lua_script(client, "record_segment.lua")
         self._clock = lua_script(client, "advance_clock.lua")
@@ -834,7 +834,7 @@ class RedisStore:
 
     def _trip(self, writes: bool = True) -> RoundTrip:
         """A round trip; one that writes waits for the replicas (``wait_replicas``)."""
-        return RoundTrip(self.client, self.wait_replicas if writes else 0)
+        return RoundTrip(self.client, self.replica_wait if writes else None)
 
     def _queue_chunks(
         self,

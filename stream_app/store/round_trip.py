@@ -12,6 +12,7 @@ node's replicas hold its writes, so a failover (which promotes a replica) keeps 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Sequence
 from importlib.resources import files
 from typing import Any, TypeVar
@@ -22,10 +23,37 @@ from redis.exceptions import NoScriptError
 from stream_app.exceptions import StoreUnavailableError
 from stream_app.store.client import redis_errors
 
-__all__ = ["WAIT_TIMEOUT_MS", "RoundTrip", "Script", "call", "lua_script"]
+__all__ = ["WAIT_TIMEOUT_MS", "ReplicaWait", "RoundTrip", "Script", "call", "lua_script"]
 
 #: Longest wait for the replicas of a node to confirm a round trip's writes.
 WAIT_TIMEOUT_MS = 2000
+#: How long a node's count of connected replicas is trusted before it is asked again.
+REPLICAS_TTL_S = 5.0
+
+
+class ReplicaWait:
+    """How many replicas each cluster node's writes must reach, and what each node has.
+
+    A node with fewer connected replicas than asked (a replica down, or a promoted replica
+    whose master is gone) is waited on for those it has; one with none is not waited on. The
+    counts come from ``INFO replication`` and are asked again after :data:`REPLICAS_TTL_S`.
+    """
+
+    def __init__(self, replicas: int) -> None:
+        self.replicas = replicas
+        self._known: dict[str, tuple[int, float]] = {}
+
+    def wanted(self, node: Any) -> int:
+        """Replicas to wait for on ``node`` (the asked number until its count is known)."""
+        known = self._known.get(node.name)
+        if known is None or time.monotonic() - known[1] > REPLICAS_TTL_S:
+            return self.replicas
+        return min(self.replicas, known[0])
+
+    def learn(self, node: Any, connected: int) -> None:
+        """Remember that ``node`` has ``connected`` replicas."""
+        self._known[node.name] = (connected, time.monotonic())
+
 
 T = TypeVar("T")
 #: A queued call: the script it runs (None for a plain command), the command, its arguments.
@@ -63,14 +91,14 @@ class RoundTrip:
     ----------
     client
         A ``redis.asyncio.Redis`` or ``RedisCluster`` client.
-    wait_replicas
+    wait
         On a cluster: the replicas each node's writes must reach before :meth:`execute`
-        returns (fewer if the node has fewer connected replicas); 0: no wait.
+        returns (fewer if the node has fewer connected replicas); None: no wait.
     """
 
-    def __init__(self, client: Any, wait_replicas: int = 0) -> None:
+    def __init__(self, client: Any, wait: ReplicaWait | None = None) -> None:
         self.client = client
-        self.wait_replicas = wait_replicas if isinstance(client, RedisCluster) else 0
+        self.wait = wait if isinstance(client, RedisCluster) and wait and wait.replicas else None
         self._queued: list[_Queued] = []
 
     def __len__(self) -> int:
@@ -118,11 +146,13 @@ class RoundTrip:
         pipe = self.client.pipeline(transaction=False)
         for _, name, args in queued:
             pipe.execute_command(name, *args)
-        nodes = self.client.get_primaries() if self.wait_replicas else []
+        wait = self.wait
+        nodes = [] if wait is None else [n for n in self.client.get_primaries() if wait.wanted(n)]
         for node in nodes:
             # After the node's commands, on their connection. A node this round trip wrote
             # nothing to answers at once: WAIT waits for the connection's own writes.
-            pipe.execute_command("WAIT", self.wait_replicas, WAIT_TIMEOUT_MS, target_nodes=node)
+            assert wait is not None
+            pipe.execute_command("WAIT", wait.wanted(node), WAIT_TIMEOUT_MS, target_nodes=node)
         try:
             replies: list[Any] = await call(pipe.execute(raise_on_error=False))
         finally:
@@ -136,15 +166,18 @@ class RoundTrip:
 
     async def _check_replicated(self, nodes: Sequence[Any], acks: Sequence[Any]) -> None:
         """Fail unless every node's writes reached its replicas (those connected to it)."""
+        wait = self.wait
+        assert wait is not None
         for node, ack in zip(nodes, acks, strict=True):
             if isinstance(ack, Exception):
                 with redis_errors():
                     raise ack
-            if int(ack) >= self.wait_replicas:
+            if int(ack) >= wait.wanted(node):
                 continue
             info = await call(self.client.info("replication", target_nodes=node))
             connected = int(info.get(node.name, info).get("connected_slaves", 0))
-            if int(ack) < min(self.wait_replicas, connected):
+            wait.learn(node, connected)
+            if int(ack) < min(wait.replicas, connected):
                 raise StoreUnavailableError(
                     f"the writes on Redis node {node.name} reached {ack} of its {connected} "
                     f"replicas in {WAIT_TIMEOUT_MS} ms: not stored for sure yet"

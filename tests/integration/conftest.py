@@ -12,13 +12,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from model_training.data.loading import load_transactions
+from model_training.pipeline import train
+from stream_app.core.state import CustomerState
 from stream_app.devtools.record import StackInfo
 from stream_app.devtools.servers import find_redis_server, find_tansu
 from stream_app.devtools.stack import LocalStack
 from stream_app.exceptions import StackError
+from stream_app.service.bootstrap import bootstrap_states
+from stream_app.service.order_events import ReplayPlan, build_events
 from stream_app.settings import Settings
+from tests.integration.streaming import T_REF
 
 _HERE = Path(__file__).parent
 
@@ -96,3 +103,25 @@ def stack_settings(stack: StackInfo, unique_names: UniqueNames) -> Settings:
         # Retraining only when a test asks for it, so results follow the model it trained.
         retrain_interval_s=0.0,
     )
+
+
+@pytest.fixture(scope="module")
+def uci_frame(uci_path: Path) -> pd.DataFrame:
+    return load_transactions(uci_path)
+
+
+@pytest.fixture(scope="module")
+def plan(uci_frame: pd.DataFrame) -> ReplayPlan:
+    return build_events(uci_frame)
+
+
+@pytest.fixture(scope="module")
+def expected_states(uci_frame: pd.DataFrame, plan: ReplayPlan) -> dict[str, CustomerState]:
+    return {state.customer_id: state for state in bootstrap_states(uci_frame, plan)}
+
+
+@pytest.fixture(scope="module")
+def trained(uci_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    output = tmp_path_factory.mktemp("model")
+    train(uci_path, output, t_ref=T_REF.replace(tzinfo=None))
+    return output, pd.read_csv(output / "rfm.csv", dtype={"customer_id": str})

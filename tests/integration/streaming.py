@@ -14,12 +14,15 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 import pandas as pd
 from aiokafka import TopicPartition
 
+from model_training.model.artifact import LoadedModel
 from stream_app.core.events import SegmentChange
 from stream_app.core.state import CustomerState
 from stream_app.devtools.network import free_port
@@ -27,7 +30,7 @@ from stream_app.kafka import connection
 from stream_app.kafka.replay import publish_events, wait_until_processed
 from stream_app.service.export import export_frame
 from stream_app.settings import Settings
-from stream_app.store.client import redis_client
+from stream_app.store.client import configured_client
 from stream_app.store.keys import keys_for
 from stream_app.store.redis_store import RedisStore
 from stream_app.store.registry import ModelRegistry
@@ -252,7 +255,7 @@ def publish_model(settings: Settings) -> None:
     ``rfm models`` would after a training."""
 
     async def run() -> None:
-        client = redis_client(settings.redis_url)
+        client = configured_client(settings)
         try:
             registry = ModelRegistry(settings.model_dir, client, keys_for(settings))
             await registry.publish(fitted_segmenter(0), model_card(V1))
@@ -260,3 +263,52 @@ def publish_model(settings: Settings) -> None:
             await client.aclose()
 
     asyncio.run(run())
+
+
+#: The UCI tests' reference date (as `rfm train --t-ref`), and a date long after the file.
+T_REF = datetime(2011, 12, 10, tzinfo=UTC)
+LATER = datetime(2012, 6, 1, tzinfo=UTC)
+
+
+def clock_and_due(settings: Settings, until: float) -> tuple[float | None, int]:
+    async def read(store: RedisStore) -> tuple[float | None, int]:
+        return await store.clock(), await store.due_count(until)
+
+    return on_store(settings, read)
+
+
+def assert_segments_follow_model(
+    states: dict[str, CustomerState], model: LoadedModel, moment: datetime
+) -> list[str]:
+    """Every stored segment is what ``model`` assigns at ``moment``; return those scored."""
+    scored = sorted(c for c, state in states.items() if state.has_rfm)
+    rfm = np.array([states[c].rfm(moment.timestamp()) for c in scored])
+    expected = dict(zip(scored, model.predict_segments(rfm), strict=True))
+    wrong = {
+        c: (states[c].segment, expected[c]) for c in scored if states[c].segment != expected[c]
+    }
+    assert not wrong, (
+        f"{len(wrong)} customers not in their {moment:%Y-%m-%d} segment: {list(wrong.items())[:5]}"
+    )
+    return scored
+
+
+def unannounced(settings: Settings) -> int:
+    """How many customers have a change recorded but not yet published."""
+
+    async def count(store: RedisStore) -> int:
+        return sum([state.unannounced async for batch in store.scan() for state in batch])
+
+    return on_store(settings, count)
+
+
+def wait_until_settled(settings: Settings) -> None:
+    """Wait until nobody is due by the clock and every recorded change is published."""
+    clock = clock_and_due(settings, 0)[0]
+    assert clock is not None
+    wait_for(
+        lambda: clock_and_due(settings, clock)[1] == 0 and not unannounced(settings),
+        timeout_s=120,
+        what="the customers due by the clock to be re-scored and their changes published",
+    )
+    time.sleep(1.5)  # a decay step in flight records after it pops

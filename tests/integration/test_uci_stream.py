@@ -17,26 +17,26 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from aiokafka import TopicPartition
 
-from model_training.data.loading import load_transactions
-from model_training.model.artifact import LoadedModel, load_model
-from model_training.pipeline import train
+from model_training.model.artifact import load_model
 from stream_app.core.events import DeadLetter
 from stream_app.core.state import CustomerState
 from stream_app.kafka.admin import stream_producer
 from stream_app.kafka.clock_events import publish_clock_event
 from stream_app.kafka.replay import wait_until_processed
-from stream_app.service.bootstrap import bootstrap_states, load_history
-from stream_app.service.order_events import ReplayPlan, build_events
+from stream_app.service.bootstrap import load_history
+from stream_app.service.order_events import ReplayPlan
 from stream_app.settings import Settings
-from stream_app.store.redis_store import RedisStore
 from tests.fakes import order_event
 from tests.integration.streaming import (
+    LATER,
+    T_REF,
     assert_same_states,
+    assert_segments_follow_model,
+    clock_and_due,
     counters,
     export,
     full_states,
@@ -46,61 +46,10 @@ from tests.integration.streaming import (
     replay,
     running_worker,
     wait_for,
+    wait_until_settled,
 )
 
 pytestmark = pytest.mark.uci
-
-T_REF = datetime(2011, 12, 10, tzinfo=UTC)
-LATER = datetime(2012, 6, 1, tzinfo=UTC)
-
-
-def clock_and_due(settings: Settings, until: float) -> tuple[float | None, int]:
-    async def read(store: RedisStore) -> tuple[float | None, int]:
-        return await store.clock(), await store.due_count(until)
-
-    return on_store(settings, read)
-
-
-@pytest.fixture(scope="module")
-def uci_frame(uci_path: Path) -> pd.DataFrame:
-    return load_transactions(uci_path)
-
-
-@pytest.fixture(scope="module")
-def plan(uci_frame: pd.DataFrame) -> ReplayPlan:
-    return build_events(uci_frame)
-
-
-@pytest.fixture(scope="module")
-def expected_states(uci_frame: pd.DataFrame, plan: ReplayPlan) -> dict[str, CustomerState]:
-    return {state.customer_id: state for state in bootstrap_states(uci_frame, plan)}
-
-
-@pytest.fixture(scope="module")
-def trained(uci_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
-    output = tmp_path_factory.mktemp("model")
-    train(uci_path, output, t_ref=T_REF.replace(tzinfo=None))
-    return output, pd.read_csv(output / "rfm.csv", dtype={"customer_id": str})
-
-
-def _model(model_dir: Path) -> LoadedModel:
-    return load_model(model_dir)
-
-
-def assert_segments_follow_model(
-    states: dict[str, CustomerState], model: LoadedModel, moment: datetime
-) -> list[str]:
-    """Every stored segment is what ``model`` assigns at ``moment``; return those scored."""
-    scored = sorted(c for c, state in states.items() if state.has_rfm)
-    rfm = np.array([states[c].rfm(moment.timestamp()) for c in scored])
-    expected = dict(zip(scored, model.predict_segments(rfm), strict=True))
-    wrong = {
-        c: (states[c].segment, expected[c]) for c in scored if states[c].segment != expected[c]
-    }
-    assert not wrong, (
-        f"{len(wrong)} customers not in their {moment:%Y-%m-%d} segment: {list(wrong.items())[:5]}"
-    )
-    return scored
 
 
 def test_replay_equals_batch_and_replaying_again_changes_nothing(
@@ -113,7 +62,7 @@ def test_replay_equals_batch_and_replaying_again_changes_nothing(
     settings = stack_settings.model_copy(update={"model_dir": model_dir})
     with running_worker(settings, tmp_path / "worker.log") as worker:
         replay(settings, plan.events)
-        first = export(settings, T_REF.timestamp(), _model(model_dir))
+        first = export(settings, T_REF.timestamp(), load_model(model_dir))
         states_once = full_states(settings)
         applied_once = counters(settings)["applied"]
 
@@ -146,7 +95,7 @@ def test_replay_equals_batch_and_replaying_again_changes_nothing(
 
     # At 2012-06-01 every stored segment is what the model assigns then, and the changes
     # that got customers there came with reason "recency".
-    scored = assert_segments_follow_model(later_states, _model(model_dir), LATER)
+    scored = assert_segments_follow_model(later_states, load_model(model_dir), LATER)
 
     announced = last_changes(settings)
     recency_moves = [c for c in announced.values() if c.reason == "recency"]
@@ -212,7 +161,7 @@ def test_worker_stopped_mid_replay_recovers_exactly(
         asyncio.run(wait_until_processed(settings, targets, timeout_s=180))
         # Every order is in; the last batches moved the clock, and the customers due by it
         # are re-scored after them: let that finish before the clean stop.
-        _wait_until_settled(settings)
+        wait_until_settled(settings)
 
     states = full_states(settings)
     assert_same_states(states, expected_states)
@@ -221,27 +170,6 @@ def test_worker_stopped_mid_replay_recovers_exactly(
         if state.has_rfm:
             assert state.segment is not None, customer
             assert announced[customer].segment == state.segment, customer
-
-
-def _unannounced(settings: Settings) -> int:
-    """How many customers have a change recorded but not yet published."""
-
-    async def count(store: RedisStore) -> int:
-        return sum([state.unannounced async for batch in store.scan() for state in batch])
-
-    return on_store(settings, count)
-
-
-def _wait_until_settled(settings: Settings) -> None:
-    """Wait until nobody is due by the clock and every recorded change is published."""
-    clock = clock_and_due(settings, 0)[0]
-    assert clock is not None
-    wait_for(
-        lambda: clock_and_due(settings, clock)[1] == 0 and not _unannounced(settings),
-        timeout_s=120,
-        what="the customers due by the clock to be re-scored and their changes published",
-    )
-    time.sleep(1.5)  # a decay step in flight records after it pops
 
 
 def _publish_on(settings: Settings, messages: list[tuple[int, bytes, bytes]]) -> None:
@@ -278,7 +206,7 @@ def test_orders_dated_ahead_move_no_clock_and_a_wrong_clock_is_set_back(
         clock = clock_and_due(settings, 0)[0]
         assert clock is not None
         # The last batches moved the clock: the customers due by it are re-scored first.
-        _wait_until_settled(settings)
+        wait_until_settled(settings)
         states, segments = full_states(settings), _segments(settings)
 
         # Dated 2030 and 2099: first all on one partition, then on every partition.
@@ -333,7 +261,7 @@ def test_orders_dated_ahead_move_no_clock_and_a_wrong_clock_is_set_back(
         assert worker.process.poll() is None, worker.log()
         final = full_states(settings)
 
-    scored = assert_segments_follow_model(final, _model(model_dir), repaired)
+    scored = assert_segments_follow_model(final, load_model(model_dir), repaired)
     announced = last_changes(settings)
     # Those the wrong clock had moved came back with a change of `rfm clock set`.
     moved_back = [c for c in scored if advanced[c] != final[c].segment]
