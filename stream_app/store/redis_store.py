@@ -129,10 +129,6 @@ def _day_range(since: str | None, until: str | None) -> tuple[str, str]:
     return ("-" if since is None else f"[{since}", "+" if until is None else f"[{until}")
 
 
-#: Hash slots whose segment indexes one round trip reads, paging a segment on a cluster.
-_SLOTS_PER_TRIP = 512
-
-
 class RedisStore:
     """Customer state in Redis, laid out as docs/design.md describes it.
 
@@ -182,6 +178,8 @@ class RedisStore:
         self._set_clock = lua_script(client, "set_clock.lua")
         self._pop_due = lua_script(client, "pop_due.lua")
         self._lease_due = lua_script(client, "lease_due.lua")
+        self._node_counts = lua_script(client, "node_counts.lua")
+        self._node_page = lua_script(client, "node_page.lua")
         self._load = lua_script(client, "load_states.lua")
         self._mark_announced = lua_script(client, "mark_announced.lua")
         self._segment_indexes = lua_script(client, "segment_indexes.lua")
@@ -646,61 +644,88 @@ class RedisStore:
 
     async def segment_counts(self) -> dict[str, int]:
         totals: Counter[str] = Counter()
-        for reply in await self._read_segments(self._all_slots(), "counts"):
+        replies = (
+            await self._cluster_counts() if self.cluster else await self._read_segments("counts")
+        )
+        for reply in replies:
             for segment, count in zip(reply[::2], reply[1::2], strict=True):
                 totals[segment] += int(count)
         return {segment: count for segment, count in totals.items() if segment and count > 0}
 
+    async def _cluster_counts(self) -> list[list[Any]]:
+        """The counts of every hash slot, one call per node (node_counts.lua), which builds
+        a slot's indexes first where they are missing."""
+        await call(self.client.initialize())
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for slot, nodes in sorted(self.client.nodes_manager.slots_cache.items()):
+            by_node.setdefault(nodes[0].name, (nodes[0], []))[1].append(slot)
+        keys = self.slot_keys
+        trip = self._trip(writes=False)
+        for node, slots in by_node.values():
+            names = [
+                name
+                for slot in slots
+                for name in (
+                    slot,
+                    keys.slot_segments(slot),
+                    keys.slot_indexed(slot),
+                    keys.slot_members_prefix(slot),
+                )
+            ]
+            trip.node_script(self._node_counts, node, [keys.prefix, *names])
+        replies: list[list[Any]] = await trip.execute()
+        return replies
+
     async def ensure_indexes(self) -> None:
-        await self._read_segments(self._all_slots(), "nothing")
+        if self.cluster:
+            await self._cluster_counts()  # builds what is missing, slot by slot
+        else:
+            await self._read_segments("nothing")
 
     async def segment_page(self, segment: str, after: str, limit: int) -> list[str]:
         if not self.cluster:
-            ids: list[str] = (await self._read_segments([None], "page", segment, after, limit))[0]
+            ids: list[str] = (await self._read_segments("page", segment, after, limit))[0]
             return ids
         # On a cluster a segment's members are paged slot by slot, each slot in id order:
-        # the page after a customer goes on in that customer's slot.
+        # the page after a customer goes on in that customer's slot. One call per run of
+        # slots a node serves, once every slot's index is built.
+        await self.ensure_indexes()
         first = slot_of(after) if after else 0
+        runs: list[tuple[Any, list[int]]] = []
+        cache = self.client.nodes_manager.slots_cache
+        for slot in range(first, REDIS_CLUSTER_HASH_SLOTS):
+            node = cache[slot][0]
+            if not runs or runs[-1][0].name != node.name:
+                runs.append((node, []))
+            runs[-1][1].append(slot)
         page: list[str] = []
-        for start in range(first, REDIS_CLUSTER_HASH_SLOTS, _SLOTS_PER_TRIP):
-            slots = range(start, min(start + _SLOTS_PER_TRIP, REDIS_CLUSTER_HASH_SLOTS))
+        for node, slots in runs:
             trip = self._trip(writes=False)
-            for slot in slots:
-                self._queue_segment_read(
-                    trip, slot, "page", segment, after if slot == first else "", limit
-                )
-            for ids in await trip.execute():
-                page.extend(ids[: limit - len(page)])
-                if len(page) == limit:
-                    return page
+            names = [
+                f"{self.slot_keys.slot_members_prefix(slot)}:segment:{segment}" for slot in slots
+            ]
+            start = after if slots[0] == first else ""
+            trip.node_script(self._node_page, node, [start, limit - len(page), *names])
+            (ids,) = await trip.execute()
+            page.extend(ids)
+            if len(page) >= limit:
+                return page[:limit]
         return page
 
-    def _all_slots(self) -> Sequence[int | None]:
-        return range(REDIS_CLUSTER_HASH_SLOTS) if self.cluster else [None]
-
-    async def _read_segments(self, slots: Sequence[int | None], what: str, *args: Any) -> Any:
-        """Build the segment indexes where they are missing, then read ``what`` of them
-        (segment_indexes.lua): one script, so a page or a count never sees half an index.
-        ``slots``: the hash slots whose indexes to read on a cluster, ``[None]`` on one Redis;
-        the replies come one per slot."""
+    async def _read_segments(self, what: str, *args: Any) -> list[Any]:
+        """On one Redis: build the segment indexes where they are missing, then read ``what``
+        of them (segment_indexes.lua): one script, so a page or a count never sees half an
+        index. One reply, in a list."""
         trip = self._trip(writes=False)
-        for slot in slots:
-            self._queue_segment_read(trip, slot, what, *args)
+        self._queue_segment_read(trip, what, *args)
         return await trip.execute()
 
-    def _queue_segment_read(self, trip: RoundTrip, slot: int | None, what: str, *args: Any) -> None:
+    def _queue_segment_read(self, trip: RoundTrip, what: str, *args: Any) -> None:
         keys = self.keys
-        if slot is None:
-            trip.script(
-                self._segment_indexes,
-                [keys.segments, keys.indexed],
-                [keys.state_pattern(), keys.prefix, what, *args],
-            )
-            return
         trip.script(
             self._segment_indexes,
-            [self.slot_keys.slot_segments(slot), self.slot_keys.slot_indexed(slot)],
-            [f"slot:{slot}|{keys.prefix}", self.slot_keys.slot_members_prefix(slot), what, *args],
+            [keys.segments, keys.indexed],
+            [keys.state_pattern(), keys.prefix, what, *args],
         )
 
     async def flows(

@@ -84,6 +84,13 @@ async def call(awaitable: Awaitable[T]) -> T:
         return await awaitable
 
 
+class _Node:
+    """The cluster node a queued call goes to (it names no key to route it by)."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+
+
 class RoundTrip:
     """Queue commands and scripts, then send them all at once with :meth:`execute`.
 
@@ -107,6 +114,10 @@ class RoundTrip:
     def script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> None:
         """Queue a script call."""
         self._queued.append((script, "EVALSHA", (script.sha, len(keys), *keys, *args)))
+
+    def node_script(self, script: Script, node: Any, args: Sequence[Any]) -> None:
+        """Queue a call of a script that names no keys, on one node of a cluster."""
+        self._queued.append((script, "EVALSHA", (script.sha, 0, *args, _Node(node))))
 
     def command(self, name: str, *args: Any) -> None:
         """Queue a plain command, e.g. ``command("ZADD", key, score, member)``."""
@@ -145,7 +156,10 @@ class RoundTrip:
     ) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for _, name, args in queued:
-            pipe.execute_command(name, *args)
+            if args and isinstance(args[-1], _Node):
+                pipe.execute_command(name, *args[:-1], target_nodes=args[-1].node)
+            else:
+                pipe.execute_command(name, *args)
         wait = self.wait
         nodes = [] if wait is None else [n for n in self.client.get_primaries() if wait.wanted(n)]
         for node in nodes:

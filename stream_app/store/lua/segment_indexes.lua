@@ -2,9 +2,7 @@
 -- the customers per segment (KEYS[1], a hash; its field '' marks it built) and the member
 -- index of each segment (ARGV[2] .. ':segment:<name>', sorted sets; KEYS[2], the set of the
 -- segments with one, its member '' marks them built), then read one of them. ARGV[1]: the
--- glob of the customers' state keys, or on a Redis Cluster 'slot:<n>|<key prefix>': the
--- indexes are then those of hash slot n, built from the state keys in it; ARGV[2]: what the
--- member index keys begin with (the key prefix, or the slot's); ARGV[3]: what to read: 'counts'
+-- glob of the customers' state keys; ARGV[2]: the key prefix; ARGV[3]: what to read: 'counts'
 -- (the hash), 'page' (ARGV[4]: the segment, ARGV[5]: the customer id the page starts after,
 -- '' for the first page, ARGV[6]: the page size) or 'nothing'.
 -- They are missing in a store written by an older release, and after a bulk write of whole
@@ -17,41 +15,24 @@
 local counts, indexed, prefix = KEYS[1], KEYS[2], ARGV[2]
 local build_counts = redis.call('EXISTS', counts) == 0
 local build_members = redis.call('EXISTS', indexed) == 0
-local function add(key)
-  local segment = redis.call('HGET', key, 'segment')
-  if segment and segment ~= '' then
-    if build_counts then
-      redis.call('HINCRBY', counts, segment, 1)
-    end
-    if build_members then
-      redis.call('ZADD', prefix .. ':segment:' .. segment, 0, string.match(key, '{(.-)}'))
-      redis.call('SADD', indexed, segment)
-    end
-  end
-end
 if build_counts or build_members then
-  local slot, key_prefix = string.match(ARGV[1], '^slot:(%d+)|(.*)$')
-  if slot then
-    -- One hash slot: its keys, the customers' state keys among them.
-    local pattern = '^' .. string.gsub(key_prefix, '%p', '%%%0') .. ':{.-}:state$'
-    local count = redis.call('CLUSTER', 'COUNTKEYSINSLOT', tonumber(slot))
-    if count > 0 then
-      for _, key in ipairs(redis.call('CLUSTER', 'GETKEYSINSLOT', tonumber(slot), count)) do
-        if string.match(key, pattern) then
-          add(key)
+  local cursor = '0'
+  repeat
+    local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
+    cursor = page[1]
+    for _, key in ipairs(page[2]) do
+      local segment = redis.call('HGET', key, 'segment')
+      if segment and segment ~= '' then
+        if build_counts then
+          redis.call('HINCRBY', counts, segment, 1)
+        end
+        if build_members then
+          redis.call('ZADD', prefix .. ':segment:' .. segment, 0, string.match(key, '{(.-)}'))
+          redis.call('SADD', indexed, segment)
         end
       end
     end
-  else
-    local cursor = '0'
-    repeat
-      local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
-      cursor = page[1]
-      for _, key in ipairs(page[2]) do
-        add(key)
-      end
-    until cursor == '0'
-  end
+  until cursor == '0'
   if build_counts then
     redis.call('HSET', counts, '', 1)
   end
