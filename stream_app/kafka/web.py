@@ -24,7 +24,7 @@ from stream_app.observability.probes import Readiness, readiness
 from stream_app.service.model_source import ModelSource
 from stream_app.service.ports import CustomerStore
 from stream_app.settings import Clock, Settings
-from stream_app.store.client import redis_client, redis_errors
+from stream_app.store.client import configured_client, redis_errors
 
 __all__ = ["PING_TIMEOUT_S", "WorkerViews"]
 
@@ -75,9 +75,8 @@ class WorkerViews:
         self.processed = processed
         self.started = started
         self.metrics = metrics
-        self._ping_client: Redis = redis_client(
-            settings.redis_url,
-            ca_certs=settings.redis_ssl_ca_certs,
+        self._ping_client: Redis = configured_client(
+            settings,
             retries=0,
             socket_timeout_s=PING_TIMEOUT_S,
             connect_timeout_s=PING_TIMEOUT_S,

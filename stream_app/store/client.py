@@ -188,11 +188,24 @@ def cluster_client(
     )
 
 
-def configured_client(settings: Settings) -> Any:
+def configured_client(
+    settings: Settings,
+    *,
+    retries: int = RETRIES,
+    socket_timeout_s: float = SOCKET_TIMEOUT_S,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+) -> Any:
     """The client of the Redis the settings name (``RFM_REDIS_URL``, ``RFM_REDIS_SSL_CA_CERTS``):
-    a cluster client when ``RFM_REDIS_CLUSTER`` is set."""
+    a cluster client when ``RFM_REDIS_CLUSTER`` is set. The other parameters are
+    :func:`redis_client`'s."""
     make = cluster_client if settings.redis_cluster else redis_client
-    return make(settings.redis_url, ca_certs=settings.redis_ssl_ca_certs)
+    return make(
+        settings.redis_url,
+        ca_certs=settings.redis_ssl_ca_certs,
+        retries=retries,
+        socket_timeout_s=socket_timeout_s,
+        connect_timeout_s=connect_timeout_s,
+    )
 
 
 #: Replies that say Redis cannot serve now (out of memory, loading, failing over, unable to
@@ -216,7 +229,11 @@ def redacted_url(url: str) -> str:
     'rediss://rfm:***@redis.example.com:6380/0'
     >>> redacted_url("redis://127.0.0.1:6379/0")
     'redis://127.0.0.1:6379/0'
+    >>> redacted_url("redis://a:s3cret@n1:7000/0,redis://a:s3cret@n2:7001/0")
+    'redis://a:***@n1:7000/0,redis://a:***@n2:7001/0'
     """
+    if "," in url:
+        return ",".join(redacted_url(part) for part in url.split(","))
     parts = urlsplit(url)
     if parts.password is None:
         return url

@@ -178,7 +178,8 @@ def slot_of(customer_id: str) -> int:
     >>> slot_of("12346"), key_slot(Keys().state("12346").encode())
     (9231, 9231)
     """
-    return key_slot(customer_id.encode())
+    # As Redis finds the hash tag of `{customer_id}` in a key: up to the first `}`.
+    return key_slot(f"{{{customer_id}}}".encode())
 
 
 @cache

@@ -319,3 +319,44 @@ async def test_faust_worker_consumes_and_resumes_from_committed_offsets(
         assert processed == first + second
     finally:
         await client.aclose()
+
+
+def test_cli_up_starts_a_redis_cluster_and_down_stops_every_node(tmp_path: Path) -> None:
+    runner = CliRunner()
+    directory = str(tmp_path / "cluster")
+    up = runner.invoke(
+        cli, ["stack", "up", "--dir", directory, "--redis-cluster", "3", "--replicas", "1"]
+    )
+    try:
+        assert up.exit_code == 0, up.output
+        exports = dict(
+            line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines()
+        )
+        assert exports["RFM_REDIS_CLUSTER"] == "true"
+        assert len(exports["RFM_REDIS_URL"].split(",")) == 3  # every master
+        info = StackInfo.load(Path(directory))
+        assert len(info.cluster) == 6 and info.replicas == 1
+        status = runner.invoke(cli, ["stack", "status", "--dir", directory, "--json"])
+        assert status.exit_code == 0, status.output
+        nodes = json.loads(status.stdout)["redis_cluster"]
+        assert [node["answering"] for node in nodes] == [True] * 6
+        client = redis.RedisCluster.from_url(exports["RFM_REDIS_URL"].split(",")[0])
+        try:
+            assert client.cluster_info()["cluster_slots_ok"] == 16384
+            assert len(client.get_primaries()) == 3
+        finally:
+            client.close()
+    finally:
+        down = runner.invoke(cli, ["stack", "down", "--dir", directory])
+    assert down.exit_code == 0, down.output
+    assert not any(_pid_alive(node.pid) for node in info.cluster)
+    assert not _pid_alive(info.kafka.pid)
+
+
+@pytest.mark.parametrize(
+    "options", [["--redis-cluster", "2"], ["--replicas", "1"]], ids=["two masters", "no cluster"]
+)
+def test_cli_up_refuses_a_cluster_that_cannot_work(tmp_path: Path, options: list[str]) -> None:
+    up = CliRunner().invoke(cli, ["stack", "up", "--dir", str(tmp_path / "no"), *options])
+    assert up.exit_code == 2
+    assert not (tmp_path / "no" / "stack.json").exists()
