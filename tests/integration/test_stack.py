@@ -342,7 +342,7 @@ def test_cli_up_starts_a_redis_cluster_and_down_stops_every_node(tmp_path: Path)
         assert [node["answering"] for node in nodes] == [True] * 6
         client = redis.RedisCluster.from_url(exports["RFM_REDIS_URL"].split(",")[0])
         try:
-            assert client.cluster_info()["cluster_slots_ok"] == 16384
+            assert int(client.cluster_info()["cluster_slots_ok"]) == 16384
             assert len(client.get_primaries()) == 3
         finally:
             client.close()
