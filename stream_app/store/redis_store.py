@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 import redis.asyncio as aioredis
 
+from stream_app.core.columns import StateColumns
 from stream_app.core.effects import OrderEffect
 from stream_app.core.state import CustomerState, ItemTotals
 from stream_app.service.ports import DUE_LEASE_S, AppliedBatch, SegmentUpdate
@@ -94,6 +97,26 @@ def _apply_row(effect: OrderEffect) -> tuple[Any, ...]:
         effect.values if effect.is_return else (),
         effect.digest,
     )
+
+
+def _item_fields(columns: StateColumns) -> tuple[list[Any], list[int]]:
+    """The items hashes' fields and values of every customer, one after the other, and where
+    each customer's begin (as :meth:`RedisStore.put` writes them: zeros left out)."""
+    bought, returned = columns.bought > 0, columns.returned > 0
+    width = 2 * bought + 4 * returned
+    ends = np.cumsum(width)
+    at = ends - width
+    flat = np.empty(int(ends[-1]) if len(ends) else 0, dtype=object)
+    skus = np.asarray(columns.skus, dtype=object)
+    flat[at[bought]] = "b:" + skus[bought]
+    flat[at[bought] + 1] = columns.bought[bought].tolist()
+    back = at[returned] + 2 * bought[returned]
+    flat[back] = "r:" + skus[returned]
+    flat[back + 1] = columns.returned[returned].tolist()
+    flat[back + 2] = "v:" + skus[returned]
+    flat[back + 3] = list(map(repr, columns.returned_value[returned].tolist()))
+    starts = np.r_[0, ends][columns.item_starts]
+    return flat.tolist(), starts.tolist()
 
 
 def _record_row(update: SegmentUpdate) -> tuple[Any, ...]:
@@ -413,12 +436,63 @@ class RedisStore:
                 trip.command(
                     "HSET", digests, *(part for pair in state.digests.items() for part in pair)
                 )
-        # Last: the segment indexes are built again from the states on the next read
-        # (segment_indexes.lua), so that a change recorded while these were written is neither
-        # lost nor counted twice.
+        self._queue_index_reset(trip)
+        await trip.execute()
+
+    async def put_columns(self, columns: StateColumns) -> None:
+        """Write fresh whole states given column by column: the fields :meth:`put` writes.
+
+        The commands are built from the columns, a customer at a time, without a state object.
+        """
+        trip = RoundTrip(self.client)
+        keys = self.keys
+        spent = list(map(repr, columns.spent.tolist()))
+        matched = list(map(repr, columns.returned_matched.tolist()))
+        first = ["" if math.isnan(t) else repr(t) for t in columns.first_purchase.tolist()]
+        last = ["" if math.isnan(t) else repr(t) for t in columns.last_purchase.tolist()]
+        frequency, returns = columns.frequency.tolist(), columns.has_returns().tolist()
+        item_args, item_starts = _item_fields(columns)
+        applied = np.empty(2 * columns.events, dtype=object)
+        applied[0::2], applied[1::2] = columns.event_ids, columns.digests
+        digest_args, event_starts = applied.tolist(), columns.event_starts.tolist()
+        for index, customer in enumerate(columns.customers):
+            state, items = keys.state(customer), keys.items(customer)
+            orders, digests = keys.orders(customer), keys.digests(customer)
+            fields: list[str | int] = [
+                "frequency", frequency[index], "spent", spent[index],
+                "returned_matched", matched[index], "last_order", columns.last_order[index],
+                "country", columns.country[index], "sequence", 0,
+            ]  # fmt: skip
+            if first[index]:
+                fields += ("first_purchase", first[index])
+            if last[index]:
+                fields += ("last_purchase", last[index])
+            if returns[index]:
+                fields += ("has_returns", 1)  # apply.lua matches returns only for such customers
+            trip.command("DEL", state, items, orders, digests)
+            trip.command("HSET", state, *fields)
+            low, high = item_starts[index], item_starts[index + 1]
+            if high > low:
+                trip.command("HSET", items, *item_args[low:high])
+            low, high = event_starts[index], event_starts[index + 1]
+            if high > low:
+                trip.command("SADD", orders, *columns.event_ids[low:high])
+                pairs = digest_args[2 * low : 2 * high]
+                with_digest = [part for at in range(0, len(pairs), 2) if pairs[at + 1]
+                               for part in pairs[at : at + 2]]  # fmt: skip
+                if with_digest:
+                    trip.command("HSET", digests, *with_digest)
+        self._queue_index_reset(trip)
+        await trip.execute()
+
+    def _queue_index_reset(self, trip: RoundTrip) -> None:
+        """Queue, last after a bulk write, the reset of the global segment indexes.
+
+        They are built again from the states on the next read (segment_indexes.lua), so that
+        a change recorded while the states were written is neither lost nor counted twice.
+        """
         trip.command("DEL", self.keys.segments)
         trip.script(self._drop_members, [self.keys.indexed], [self.keys.prefix])
-        await trip.execute()
 
     async def load(self, customer_ids: Sequence[str]) -> list[CustomerState | None]:
         if not customer_ids:

@@ -126,28 +126,18 @@ def test_edge_customers(stream_states: dict[str, CustomerState]) -> None:
 def test_bootstrap_equals_replaying_every_event(
     frame: pd.DataFrame, plan: ReplayPlan, stream_states: dict[str, CustomerState]
 ) -> None:
-    boot = {state.customer_id: state for state in bootstrap_states(frame, plan)}
+    boot = {state.customer_id: state for state in bootstrap_states(frame)}
     assert boot.keys() == stream_states.keys()
     assert len(boot) >= CUSTOMERS * 0.9
     for customer_id, state in stream_states.items():
         assert_same_state(boot[customer_id], state)
 
 
-def test_bootstrap_builds_its_own_plan_when_not_given(
-    frame: pd.DataFrame, plan: ReplayPlan
-) -> None:
-    with_plan = bootstrap_states(frame, plan)
-    without = bootstrap_states(frame)
-    assert [state.customer_id for state in without] == [state.customer_id for state in with_plan]
-    for left, right in zip(without, with_plan, strict=True):
-        assert_same_state(left, right)
-
-
 def test_bootstrap_follows_the_product_rule(frame: pd.DataFrame, plan: ReplayPlan) -> None:
-    default = {state.customer_id: state for state in bootstrap_states(frame, plan)}
+    default = {state.customer_id: state for state in bootstrap_states(frame)}
     postage_counts = {
         state.customer_id: state
-        for state in bootstrap_states(frame, plan, ProductRule(r"BANK CHARGES|D|M"))
+        for state in bootstrap_states(frame, ProductRule(r"BANK CHARGES|D|M"))
     }
     assert not default["99002"].has_rfm
     assert postage_counts["99002"].has_rfm  # postage only: a purchase under this rule
