@@ -346,9 +346,12 @@ class RedisStore:
         trip.command("HGETALL", self.keys.items(customer_id))
         trip.command("SMEMBERS", self.keys.orders(customer_id))
         trip.command("HGETALL", self.keys.digests(customer_id))
-        fields, raw_items, orders, digests = await trip.execute()
+        fields, raw_items, orders, applied = await trip.execute()
         if not fields:
             return None
+        # Every applied event id is in the digests hash ('' for no digest); stores written
+        # before also list them in the orders set.
+        digests = {event: digest for event, digest in applied.items() if digest}
         state = decode_state(customer_id, fields)
         items: dict[str, ItemTotals] = {}
         for sku in {name[2:] for name in raw_items}:
@@ -357,7 +360,7 @@ class RedisStore:
                 returned=int(raw_items.get(f"r:{sku}", 0)),
                 returned_value=float(raw_items.get(f"v:{sku}", 0.0)),
             )
-        return replace(state, items=items, orders=frozenset(orders), digests=digests)
+        return replace(state, items=items, orders=frozenset(orders).union(applied), digests=digests)
 
     async def scan(self, batch_size: int = 1000) -> AsyncIterator[list[CustomerState]]:
         pattern = self.keys.state_pattern()
@@ -431,10 +434,11 @@ class RedisStore:
                     "HSET", keys[1], *(part for pair in item_fields.items() for part in pair)
                 )
             if state.orders:
-                trip.command("SADD", self.keys.orders(customer), *state.orders)
-            if state.digests:
+                known = state.digests
                 trip.command(
-                    "HSET", digests, *(part for pair in state.digests.items() for part in pair)
+                    "HSET",
+                    digests,
+                    *(part for id in state.orders for part in (id, known.get(id, ""))),
                 )
         self._queue_index_reset(trip)
         await trip.execute()
@@ -452,9 +456,9 @@ class RedisStore:
         last = ["" if math.isnan(t) else repr(t) for t in columns.last_purchase.tolist()]
         frequency, returns = columns.frequency.tolist(), columns.has_returns().tolist()
         item_args, item_starts = _item_fields(columns)
-        applied = np.empty(2 * columns.events, dtype=object)
-        applied[0::2], applied[1::2] = columns.event_ids, columns.digests
-        digest_args, event_starts = applied.tolist(), columns.event_starts.tolist()
+        pairs = np.empty(2 * columns.events, dtype=object)
+        pairs[0::2], pairs[1::2] = columns.event_ids, columns.digests
+        applied, event_starts = pairs.tolist(), columns.event_starts.tolist()
         for index, customer in enumerate(columns.customers):
             state, items = keys.state(customer), keys.items(customer)
             orders, digests = keys.orders(customer), keys.digests(customer)
@@ -476,12 +480,7 @@ class RedisStore:
                 trip.command("HSET", items, *item_args[low:high])
             low, high = event_starts[index], event_starts[index + 1]
             if high > low:
-                trip.command("SADD", orders, *columns.event_ids[low:high])
-                pairs = digest_args[2 * low : 2 * high]
-                with_digest = [part for at in range(0, len(pairs), 2) if pairs[at + 1]
-                               for part in pairs[at : at + 2]]  # fmt: skip
-                if with_digest:
-                    trip.command("HSET", digests, *with_digest)
+                trip.command("HSET", digests, *applied[2 * low : 2 * high])
         self._queue_index_reset(trip)
         await trip.execute()
 
