@@ -14,16 +14,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated, get_type_hints
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from pydantic import TypeAdapter, ValidationError
 
 from model_training.data.loading import load_transactions
 from model_training.data.rules import DEFAULT_RULE, ProductRule
 from stream_app.core.columns import StateColumns
 from stream_app.core.effects import content_digest
-from stream_app.core.events import InvalidEvent
+from stream_app.core.events import InvalidEvent, OrderEvent, OrderLine
 from stream_app.core.limits import DEFAULT_LIMITS, Limits
 from stream_app.core.state import CustomerState
 from stream_app.service.order_events import event_lines
@@ -58,8 +60,9 @@ def history_columns(
     Raises
     ------
     InvalidEvent
-        An event is beyond ``limits``: the worker would not apply it, so no bootstrap can
-        give the state a replay builds.
+        An event is beyond ``limits``, or an id or stock code is one the event schema refuses:
+        the worker would not apply the event, so no bootstrap can give the state a replay
+        builds.
     """
     lines, _ = event_lines(frame)
     invoices = lines["invoice"].to_numpy(dtype=object)
@@ -73,6 +76,9 @@ def history_columns(
 
     event_ids = invoices[starts]
     customers = lines["customer_id"].to_numpy(dtype=object)[starts]
+    skus = lines["sku"].to_numpy(dtype=object)
+    codes, uniques = pd.factorize(skus)
+    _check_values(event_ids, pd.unique(customers), uniques)
     returns = lines["is_return"].to_numpy(dtype=np.bool_)[starts]
     seconds = lines["invoice_time"].to_numpy().astype("datetime64[s]").astype(np.int64)
     times = seconds[starts].astype(np.float64)
@@ -80,8 +86,6 @@ def history_columns(
 
     # The worker's effect of each event: per product stock code (price above zero), in code
     # order, the units and the values summed line by line in file order.
-    skus = lines["sku"].to_numpy(dtype=object)
-    codes, uniques = pd.factorize(skus)
     product = np.fromiter((rule.is_product(sku) for sku in uniques), np.bool_, len(uniques))
     keep = np.flatnonzero(product[codes] & (price > 0))
     rank = _python_order(uniques)
@@ -129,6 +133,26 @@ def _check_limits(
             event = int(bad[0])
             problem = limits.value_problem(float(order_values[event]))
             raise InvalidEvent(f"event {invoices[starts[event]]}: {problem}")
+
+
+def _check_values(
+    event_ids: npt.NDArray[np.object_],
+    customers: npt.NDArray[np.object_],
+    skus: npt.NDArray[np.object_],
+) -> None:
+    """Raise :class:`InvalidEvent` for an id or stock code the event schema refuses."""
+    fields = OrderEvent.model_fields
+    for name, values, rule in (
+        ("event_id", event_ids, Annotated[str, fields["event_id"]]),
+        ("customer_id", customers, Annotated[str, fields["customer_id"]]),
+        ("sku", skus, get_type_hints(OrderLine, include_extras=True)["sku"]),
+    ):
+        try:
+            TypeAdapter(list[rule]).validate_python(values.tolist())  # type: ignore[valid-type]
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            value = values[int(error["loc"][0])]
+            raise InvalidEvent(f"{name} {value!r}: {error['msg']}") from exc
 
 
 def _python_order(values: npt.NDArray[np.object_]) -> IntArray:
