@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, get_type_hints
+from typing import Annotated, Any, get_type_hints
 
 import numpy as np
 import numpy.typing as npt
@@ -96,7 +96,8 @@ def history_columns(
     group_units = np.add.reduceat(quantity[order], groups) if len(order) else quantity[:0]
     group_values = _sequential_sums(value[order], groups)
     group_event = event_of_line[order][groups]
-    group_skus = uniques[codes[order][groups]]
+    group_sku = codes[order][groups]
+    group_skus = uniques[group_sku]
     bounds = np.searchsorted(group_event, np.arange(len(starts) + 1))
 
     digests, totals = _digests(
@@ -104,7 +105,7 @@ def history_columns(
     )
     columns = _per_customer(
         event_ids, customers, returns, times, countries, bounds, digests, totals,
-        group_event, group_skus, group_units, group_values,
+        group_event, group_sku, uniques, group_units, group_values,
     )  # fmt: skip
     latest = float(times.max()) if len(times) else None
     return columns, latest
@@ -222,11 +223,16 @@ def _per_customer(
     digests: list[str],
     totals: list[float],
     group_event: IntArray,
-    group_skus: npt.NDArray[np.object_],
+    group_sku: IntArray,
+    skus: npt.NDArray[np.object_],
     group_units: IntArray,
     group_values: npt.NDArray[np.float64],
 ) -> StateColumns:
-    """Gather the events' effects per customer (customers in Python's order of ids)."""
+    """Gather the events' effects per customer (customers in Python's order of ids).
+
+    Events come in the order the worker compares them by, (time, event id); ``group_sku`` is
+    each (event, stock code) group's index into ``skus``.
+    """
     codes, ids = pd.factorize(customers)
     rank = _python_order(ids)
     owner = rank[codes] if len(codes) else codes
@@ -235,58 +241,37 @@ def _per_customer(
     by_customer = np.argsort(owner, kind="stable")
     event_starts = np.r_[0, np.cumsum(np.bincount(owner, minlength=people))]
 
-    # RFM from the purchases with a product line; the latest by (time, event id) gives the
-    # country and the last order, as apply.lua keeps them.
+    # RFM from the purchases with a product line; the latest (the last in event order) gives
+    # the country and the last order, as apply.lua keeps them.
     counted = np.flatnonzero(~returns & (np.diff(bounds) > 0))
-    purchases = pd.DataFrame(
-        {
-            "owner": owner[counted],
-            "time": times[counted],
-            "event": pd.Series(event_ids[counted], dtype=object),
-            "country": pd.Series(countries[counted], dtype=object),
-            "total": np.asarray(totals, dtype=np.float64)[counted],
-        }
-    )
-    buyers = purchases["owner"].to_numpy()
+    buyers = owner[counted]
     frequency = np.bincount(buyers, minlength=people).astype(np.int64)
-    spent = _sums(buyers, purchases["total"].to_numpy(), people)
-    first_purchase = np.full(people, np.nan)
-    last_purchase = np.full(people, np.nan)
-    last_order, country = [""] * people, [""] * people
-    if len(purchases):
-        per_owner = purchases.groupby("owner")["time"]
-        first_purchase[per_owner.min().index] = per_owner.min().to_numpy()
-        latest = purchases.sort_values(["owner", "time", "event"]).drop_duplicates(
-            "owner", keep="last"
-        )
-        last_purchase[latest["owner"].to_numpy()] = latest["time"].to_numpy()
-        for who, event, where in zip(
-            latest["owner"].tolist(), latest["event"].tolist(), latest["country"].tolist(),
-            strict=True,
-        ):  # fmt: skip
-            last_order[who], country[who] = event, where
+    spent = _sums(buyers, np.asarray(totals, dtype=np.float64)[counted], people)
+    first_purchase = np.full(people, np.inf)
+    np.minimum.at(first_purchase, buyers, times[counted])
+    first_purchase[np.isinf(first_purchase)] = np.nan
+    latest = np.full(people, -1, dtype=np.int64)
+    np.maximum.at(latest, buyers, counted)
+    bought_any = latest >= 0
+    last_purchase = np.where(bought_any, times[latest], np.nan)
+    last_order = np.where(bought_any, event_ids[latest], "").tolist()
+    country = np.where(bought_any, countries[latest], "").tolist()
 
     # Items per customer and stock code: units bought, and units and value returned.
-    group_owner = owner[group_event] if len(group_event) else group_event
     group_return = returns[group_event]
-    items = (
-        pd.DataFrame(
-            {
-                "owner": group_owner,
-                "sku": pd.Series(group_skus, dtype=object),
-                "bought": np.where(group_return, 0, group_units),
-                "returned": np.where(group_return, group_units, 0),
-                "returned_value": np.where(group_return, group_values, 0.0),
-            }
-        )
-        .groupby(["owner", "sku"], sort=True)
-        .sum()
-        .reset_index()
-    )
-    item_owner = items["owner"].to_numpy(dtype=np.int64)
-    bought = items["bought"].to_numpy(dtype=np.int64)
-    returned = items["returned"].to_numpy(dtype=np.int64)
-    returned_value = items["returned_value"].to_numpy(dtype=np.float64)
+    key = (owner[group_event] if len(group_event) else group_event) * len(skus) + group_sku
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    firsts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else order
+    units, back = group_units[order], group_return[order]
+
+    def per_item(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return np.add.reduceat(values, firsts) if len(firsts) else values[:0]
+
+    bought = per_item(np.where(back, 0, units))
+    returned = per_item(np.where(back, units, 0))
+    returned_value = per_item(np.where(back, group_values[order], 0.0))
+    item_owner = key[firsts] // max(len(skus), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         matched = np.where(
             returned > 0, np.minimum(returned, bought) * (returned_value / returned), 0.0
@@ -301,10 +286,10 @@ def _per_customer(
         last_order=last_order,
         country=country,
         item_starts=np.r_[0, np.cumsum(np.bincount(item_owner, minlength=people))],
-        skus=items["sku"].tolist(),
-        bought=bought,
-        returned=returned,
-        returned_value=returned_value,
+        skus=skus[key[firsts] % max(len(skus), 1)].tolist(),
+        bought=bought.astype(np.int64),
+        returned=returned.astype(np.int64),
+        returned_value=returned_value.astype(np.float64),
         event_starts=event_starts,
         event_ids=event_ids[by_customer].tolist(),
         digests=[digests[event] for event in by_customer.tolist()],
