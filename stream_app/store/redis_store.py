@@ -438,7 +438,7 @@ class RedisStore:
                 trip.command(
                     "HSET",
                     digests,
-                    *(part for id in state.orders for part in (id, known.get(id, ""))),
+                    *(part for event in state.orders for part in (event, known.get(event, ""))),
                 )
         self._queue_index_reset(trip)
         await trip.execute()

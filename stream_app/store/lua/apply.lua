@@ -3,8 +3,9 @@
 -- hash, applied-event-id set (written by earlier releases; only read), per-stock-code items
 -- hash and applied event id -> content digest hash (one hash tag). The digests hash holds every
 -- applied event id, with '' where the event had no digest: it is the idempotency record, and an
--- id in the set counts as applied too (stores written before the set was dropped). ARGV[1]: the epoch the caller works in ('' for no check): when the store's
--- differs (a wiped or rebuilt store) nothing is written and the call fails with RFMLOST.
+-- id in the set counts as applied too (stores written before the set was dropped).
+-- ARGV[1]: the epoch the caller works in ('' for no check): when the store's differs (a wiped
+-- or rebuilt store) nothing is written and the call fails with RFMLOST.
 -- ARGV[2]: a JSON array with, per event, [event_id, is_return (0/1), occurred_at (epoch s,
 -- text), country, total value (text), stock codes, units per stock code, for returns their
 -- values (else an empty array), content digest ("" for none)].
