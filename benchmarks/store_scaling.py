@@ -83,11 +83,15 @@ def redis_cpu(nodes: Sequence[ProcessInfo]) -> float:
 
 async def feed(store: RedisStore, events: list[tuple[bytes, bytes]]) -> None:
     processor = BatchProcessor(store, NoPublisher(), lambda: None)
-    for first in range(0, len(events), BATCH):
-        block = events[first : first + BATCH]
-        await processor.handle(
-            [RawMessage(key, value, "orders", 0, first + n) for n, (key, value) in enumerate(block)]
-        )
+    async with store:
+        for first in range(0, len(events), BATCH):
+            block = events[first : first + BATCH]
+            await processor.handle(
+                [
+                    RawMessage(key, value, "orders", 0, first + n)
+                    for n, (key, value) in enumerate(block)
+                ]
+            )
 
 
 def measure(

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 from model_training.data.rules import DEFAULT_RULE, RETURN_PREFIX, ProductRule
@@ -155,7 +156,10 @@ def clean_transactions(
 
 def return_mask(lines: pd.DataFrame) -> pd.Series:
     """True for lines of return invoices (invoice number starting with ``C``)."""
-    return lines["invoice"].str.startswith(RETURN_PREFIX).fillna(False).astype(bool)
+    # Judged once per invoice number: an invoice has many lines.
+    codes, invoices = pd.factorize(lines["invoice"].to_numpy(dtype=object))
+    returns = np.array([invoice.startswith(RETURN_PREFIX) for invoice in invoices] + [False])
+    return pd.Series(returns[codes], index=lines.index, name="invoice")
 
 
 def inconsistent_quantity(lines: pd.DataFrame, is_return: pd.Series) -> pd.Series:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -77,23 +78,22 @@ def _read_csv(path: Path) -> pd.DataFrame:
     except (OSError, EOFError) as exc:
         raise InvalidInputError(str(path), f"cannot read file: {exc}") from exc
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        # Other public copies of the data set are ISO-8859-1.
-        text = data.decode("iso-8859-1")
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    try:
-        return pd.read_csv(
-            io.StringIO(text),
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-        )
+        # Decoded by the parser as it goes (a byte-order mark dropped); other public copies of
+        # the data set are ISO-8859-1.
+        try:
+            return _parse_csv(data, "utf-8-sig")
+        except UnicodeDecodeError:
+            return _parse_csv(data, "iso-8859-1")
     except pd.errors.EmptyDataError as exc:
         raise InvalidInputError(str(path), "the file is empty") from exc
     except pd.errors.ParserError as exc:
         raise InvalidInputError(str(path), f"not a valid CSV file: {exc}") from exc
+
+
+def _parse_csv(data: bytes, encoding: str) -> pd.DataFrame:
+    return pd.read_csv(
+        io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""], encoding=encoding
+    )
 
 
 def _read_xlsx(path: Path) -> pd.DataFrame:
@@ -116,14 +116,15 @@ def normalise_frame(raw: pd.DataFrame, name: str) -> pd.DataFrame:
             name, f"missing column(s) {', '.join(missing)}; expected {', '.join(SOURCE_COLUMNS)}"
         )
     frame = raw[list(SOURCE_COLUMNS)].rename(columns=SOURCE_COLUMNS).reset_index(drop=True)
-    for column in ("invoice", "sku", "description", "customer_id", "country"):
-        frame[column] = frame[column].astype("string").str.strip()
-        frame[column] = frame[column].mask(frame[column] == "")
+    for column in ("invoice", "sku", "description", "country"):
+        frame[column] = _per_distinct(frame[column], _text)
+    frame["customer_id"] = _per_distinct(
+        frame["customer_id"], lambda ids: _text(ids).str.replace(r"\.0+$", "", regex=True)
+    )
 
     frame["quantity"] = _parse_number(frame["quantity"], name, "Quantity", integer=True)
     frame["unit_price"] = _parse_number(frame["unit_price"], name, "UnitPrice", integer=False)
     frame["invoiced_at"] = _parse_dates(frame["invoiced_at"], name)
-    frame["customer_id"] = frame["customer_id"].str.replace(r"\.0+$", "", regex=True)
 
     for column, source in (("invoice", "InvoiceNo"), ("sku", "StockCode")):
         blank = frame[column].isna()
@@ -132,52 +133,79 @@ def normalise_frame(raw: pd.DataFrame, name: str) -> pd.DataFrame:
     return frame
 
 
+def _per_distinct(values: pd.Series, convert: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """``convert`` of every value, computed once per distinct value: columns repeat theirs.
+
+    Missing values stay missing (as ``convert``'s type has them).
+    """
+    codes, distinct = pd.factorize(values.to_numpy(dtype=object))
+    converted = convert(pd.Series(distinct, dtype=object))
+    converted_values = converted.array.take(codes, allow_fill=True)
+    return pd.Series(converted_values, index=values.index, name=values.name)
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Text without surrounding blanks; empty text is missing."""
+    text = values.astype("string").str.strip()
+    return text.mask(text == "")
+
+
+def _stripped(values: pd.Series, position: int) -> object:
+    """The value at ``position`` as an error message shows it."""
+    return values.iloc[position : position + 1].astype("string").str.strip().iloc[0]
+
+
 def _line(mask: pd.Series) -> int:
     first = int(mask.to_numpy().nonzero()[0][0])
     return first + _FIRST_DATA_LINE
 
 
 def _parse_number(values: pd.Series, name: str, column: str, *, integer: bool) -> pd.Series:
-    text = values.astype("string").str.strip()
-    parsed = pd.to_numeric(text, errors="coerce")
-    bad = parsed.isna() | ~pd.Series(pd.notna(parsed), index=parsed.index)
+    parsed = _per_distinct(
+        values, lambda text: pd.to_numeric(text.astype("string").str.strip(), errors="coerce")
+    )
+    bad = parsed.isna()
     if integer:
         bad = bad | (parsed.fillna(0) % 1 != 0)
     if bad.any():
         line = _line(bad)
-        value = text.iloc[line - _FIRST_DATA_LINE]
+        value = _stripped(values, line - _FIRST_DATA_LINE)
         kind = "a whole number" if integer else "a number"
         raise InvalidInputError(name, f"{value!r} is not {kind}", line=line, column=column)
     return parsed.astype("int64") if integer else parsed.astype("float64")
 
 
 def _parse_dates(values: pd.Series, name: str) -> pd.Series:
-    text = values.astype("string").str.strip()
-    present = text.dropna()
-    if present.empty:
-        if len(text):
+    # Each distinct text parsed once: an invoice's lines share their time.
+    codes, distinct = pd.factorize(values.to_numpy(dtype=object))
+    text = pd.Series(distinct, dtype=object).astype("string").str.strip()
+    if text.empty:
+        if len(values):
             raise InvalidInputError(name, "empty date", line=_FIRST_DATA_LINE, column="InvoiceDate")
         return pd.Series(pd.to_datetime([]), index=values.index, dtype="datetime64[ns]")
-    sample = str(present.iloc[0])
+    sample = str(text.iloc[0])  # the first value present: codes count from the top
     for fmt in _DATE_FORMATS:
         parsed = pd.to_datetime(text, format=fmt, errors="coerce")
-        if pd.notna(parsed.iloc[int(present.index[0])]) if len(parsed) else False:
+        if pd.notna(parsed.iloc[0]):
             break
     else:
         raise InvalidInputError(
             name,
             f"{sample!r} is not a date like 2010-12-01 08:26:00 or 12/1/2010 8:26",
-            line=int(present.index[0]) + _FIRST_DATA_LINE,
+            line=int((codes == 0).argmax()) + _FIRST_DATA_LINE,
             column="InvoiceDate",
         )
-    bad = parsed.isna()
+    dates = pd.Series(
+        parsed.array.take(codes, allow_fill=True), index=values.index, name=values.name
+    )
+    bad = dates.isna()
     if bad.any():
         line = _line(bad)
-        value = text.iloc[line - _FIRST_DATA_LINE]
+        value = _stripped(values, line - _FIRST_DATA_LINE)
         raise InvalidInputError(
             name,
             f"{value!r} is not a date in the file's format ({fmt})",
             line=line,
             column="InvoiceDate",
         )
-    return parsed.astype("datetime64[ns]")
+    return dates.astype("datetime64[ns]")

@@ -171,7 +171,7 @@ def bootstrap(input_path: Path, score: bool) -> None:
                 bar.length = max(bar.length or 0, bar.pos + count)
                 bar.update(count)
 
-            states = await load_history(
+            columns = await load_history(
                 store, input_path, on_progress=progress, rule=settings.product_rule
             )
         if model is not None:
@@ -179,7 +179,7 @@ def bootstrap(input_path: Path, score: bool) -> None:
 
             moved = await rescore_everyone(settings, store, model, "order")
             click.echo(f"scored every customer: {moved:,} got a new segment", err=True)
-        return len(states)
+        return len(columns)
 
     count = _with_store(settings, work)
     click.echo(f"loaded {count:,} customers in {time.monotonic() - started:.1f}s", err=True)

@@ -21,7 +21,7 @@ import pandas as pd
 from model_training.data.cleaning import attributable_lines, inconsistent_quantity, return_mask
 from model_training.data.loading import load_transactions
 
-__all__ = ["ReplayPlan", "build_events", "plan_replay"]
+__all__ = ["ReplayPlan", "build_events", "event_lines", "plan_replay"]
 
 
 @dataclass(frozen=True)
@@ -37,15 +37,27 @@ def plan_replay(path: str | Path, shuffle_seed: int | None = None) -> ReplayPlan
     return build_events(load_transactions(path), shuffle_seed=shuffle_seed)
 
 
-def build_events(frame: pd.DataFrame, shuffle_seed: int | None = None) -> ReplayPlan:
-    """Build one order event per invoice from a loaded transactions frame."""
+def event_lines(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The lines events carry, in event order, with the counts of those dropped.
+
+    The lines of one invoice are consecutive, in file order; invoices follow each other by
+    invoice time, then number. Adds ``is_return`` (bool) to the loaded columns and
+    ``invoice_time``.
+    """
     lines, counts = attributable_lines(frame)
     is_return = return_mask(lines)
     unusable = inconsistent_quantity(lines, is_return)
     negative = lines["unit_price"] < 0
     counts["inconsistent_quantity"] = int(unusable.sum())
     counts["negative_price"] = int((negative & ~unusable).sum())
-    lines = lines[~(unusable | negative)].sort_values(["invoice_time", "invoice"], kind="stable")
+    kept = ~(unusable | negative)
+    lines = lines[kept].assign(is_return=is_return[kept])
+    return lines.sort_values(["invoice_time", "invoice"], kind="stable"), counts
+
+
+def build_events(frame: pd.DataFrame, shuffle_seed: int | None = None) -> ReplayPlan:
+    """Build one order event per invoice from a loaded transactions frame."""
+    lines, counts = event_lines(frame)
 
     invoices = lines["invoice"].to_numpy(dtype=object)
     starts = np.flatnonzero(np.r_[True, invoices[1:] != invoices[:-1]])
@@ -57,7 +69,7 @@ def build_events(frame: pd.DataFrame, shuffle_seed: int | None = None) -> Replay
     descriptions = lines["description"].to_numpy(dtype=object)
     quantities = np.abs(lines["quantity"].to_numpy()).tolist()
     prices = lines["unit_price"].to_numpy().tolist()
-    returns = is_return.loc[lines.index].to_numpy()
+    returns = lines["is_return"].to_numpy()
 
     events: list[tuple[bytes, bytes]] = []
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):

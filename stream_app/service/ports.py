@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from model_training.model.artifact import LoadedModel
 from model_training.model.segmenter import RFMSegmenter
+from stream_app.core.columns import StateColumns
 from stream_app.core.effects import OrderEffect
 from stream_app.core.events import DeadLetter, SegmentChange
 from stream_app.core.state import CustomerState
@@ -231,6 +232,10 @@ class CustomerStore(Protocol):
 
     async def put(self, states: Sequence[CustomerState]) -> None:
         """Write whole states (items and applied event ids included), replacing what is there."""
+        ...
+
+    async def put_columns(self, columns: StateColumns) -> None:
+        """Write fresh whole states given column by column (a bulk write), as :meth:`put`."""
         ...
 
     async def advance_clock(self, event_time: float) -> float:

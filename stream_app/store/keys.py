@@ -41,7 +41,8 @@ class Keys:
         return f"{self.prefix}:{{{customer_id}}}:state"
 
     def orders(self, customer_id: str) -> str:
-        """Set of applied event ids: the idempotency record."""
+        """Set of applied event ids, written by earlier releases: still read (an id in it
+        counts as applied), no longer written; :meth:`digests` holds every applied id."""
         return f"{self.prefix}:{{{customer_id}}}:orders"
 
     def items(self, customer_id: str) -> str:
@@ -49,7 +50,8 @@ class Keys:
         return f"{self.prefix}:{{{customer_id}}}:items"
 
     def digests(self, customer_id: str) -> str:
-        """Hash of applied event id -> content digest: tells a conflicting redelivery apart."""
+        """Hash of applied event id -> content digest (``""`` for none): the idempotency
+        record, and what tells a conflicting redelivery apart."""
         return f"{self.prefix}:{{{customer_id}}}:digests"
 
     def history(self, customer_id: str) -> str:

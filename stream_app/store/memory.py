@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from stream_app.core.columns import StateColumns
 from stream_app.core.effects import OrderEffect
 from stream_app.core.state import CustomerState, apply_effect, conflicting_digest
 from stream_app.exceptions import StoreLostError
@@ -214,6 +215,9 @@ class MemoryStore:
     async def put(self, states: Sequence[CustomerState]) -> None:
         for state in states:
             self._states[state.customer_id] = state
+
+    async def put_columns(self, columns: StateColumns) -> None:
+        await self.put(columns.states())
 
     async def advance_clock(self, event_time: float) -> float:
         clock = (await self.apply([], clock_time=event_time)).clock

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -11,10 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
+from stream_app.core.columns import StateColumns
 from stream_app.core.effects import OrderEffect
 from stream_app.core.state import CustomerState, ItemTotals
 from stream_app.service.ports import DUE_LEASE_S, AppliedBatch, SegmentUpdate
@@ -98,6 +101,26 @@ def _apply_row(effect: OrderEffect) -> tuple[Any, ...]:
         effect.values if effect.is_return else (),
         effect.digest,
     )
+
+
+def _item_fields(columns: StateColumns) -> tuple[list[Any], list[int]]:
+    """The items hashes' fields and values of every customer, one after the other, and where
+    each customer's begin (as :meth:`RedisStore.put` writes them: zeros left out)."""
+    bought, returned = columns.bought > 0, columns.returned > 0
+    width = 2 * bought + 4 * returned
+    ends = np.cumsum(width)
+    at = ends - width
+    flat = np.empty(int(ends[-1]) if len(ends) else 0, dtype=object)
+    skus = np.asarray(columns.skus, dtype=object)
+    flat[at[bought]] = "b:" + skus[bought]
+    flat[at[bought] + 1] = columns.bought[bought].tolist()
+    back = at[returned] + 2 * bought[returned]
+    flat[back] = "r:" + skus[returned]
+    flat[back + 1] = columns.returned[returned].tolist()
+    flat[back + 2] = "v:" + skus[returned]
+    flat[back + 3] = list(map(repr, columns.returned_value[returned].tolist()))
+    starts = np.r_[0, ends][columns.item_starts]
+    return flat.tolist(), starts.tolist()
 
 
 def _record_row(update: SegmentUpdate) -> tuple[Any, ...]:
@@ -392,9 +415,12 @@ class RedisStore:
         trip.command("HGETALL", self.keys.items(customer_id))
         trip.command("SMEMBERS", self.keys.orders(customer_id))
         trip.command("HGETALL", self.keys.digests(customer_id))
-        fields, raw_items, orders, digests = await trip.execute()
+        fields, raw_items, orders, applied = await trip.execute()
         if not fields:
             return None
+        # Every applied event id is in the digests hash ('' for no digest); stores written
+        # before also list them in the orders set.
+        digests = {event: digest for event, digest in applied.items() if digest}
         state = decode_state(customer_id, fields)
         items: dict[str, ItemTotals] = {}
         for sku in {name[2:] for name in raw_items}:
@@ -403,7 +429,7 @@ class RedisStore:
                 returned=int(raw_items.get(f"r:{sku}", 0)),
                 returned_value=float(raw_items.get(f"v:{sku}", 0.0)),
             )
-        return replace(state, items=items, orders=frozenset(orders), digests=digests)
+        return replace(state, items=items, orders=frozenset(orders).union(applied), digests=digests)
 
     async def scan(self, batch_size: int = 1000) -> AsyncIterator[list[CustomerState]]:
         async for _, states in self.scan_from("0", batch_size):
@@ -502,12 +528,54 @@ class RedisStore:
                     "HSET", keys[1], *(part for pair in item_fields.items() for part in pair)
                 )
             if state.orders:
-                trip.command("SADD", self.keys.orders(customer), *state.orders)
-            if state.digests:
+                known = state.digests
                 trip.command(
-                    "HSET", digests, *(part for pair in state.digests.items() for part in pair)
+                    "HSET",
+                    digests,
+                    *(part for event in state.orders for part in (event, known.get(event, ""))),
                 )
         self._queue_index_reset(trip, [state.customer_id for state in states])
+        await trip.execute()
+
+    async def put_columns(self, columns: StateColumns) -> None:
+        """Write fresh whole states given column by column: the fields :meth:`put` writes.
+
+        The commands are built from the columns, a customer at a time, without a state object.
+        """
+        trip = self._trip()
+        keys = self.keys
+        spent = list(map(repr, columns.spent.tolist()))
+        matched = list(map(repr, columns.returned_matched.tolist()))
+        first = ["" if math.isnan(t) else repr(t) for t in columns.first_purchase.tolist()]
+        last = ["" if math.isnan(t) else repr(t) for t in columns.last_purchase.tolist()]
+        frequency, returns = columns.frequency.tolist(), columns.has_returns().tolist()
+        item_args, item_starts = _item_fields(columns)
+        pairs = np.empty(2 * columns.events, dtype=object)
+        pairs[0::2], pairs[1::2] = columns.event_ids, columns.digests
+        applied, event_starts = pairs.tolist(), columns.event_starts.tolist()
+        for index, customer in enumerate(columns.customers):
+            state, items = keys.state(customer), keys.items(customer)
+            orders, digests = keys.orders(customer), keys.digests(customer)
+            fields: list[str | int] = [
+                "frequency", frequency[index], "spent", spent[index],
+                "returned_matched", matched[index], "last_order", columns.last_order[index],
+                "country", columns.country[index], "sequence", 0,
+            ]  # fmt: skip
+            if first[index]:
+                fields += ("first_purchase", first[index])
+            if last[index]:
+                fields += ("last_purchase", last[index])
+            if returns[index]:
+                fields += ("has_returns", 1)  # apply.lua matches returns only for such customers
+            trip.command("DEL", state, items, orders, digests)
+            trip.command("HSET", state, *fields)
+            low, high = item_starts[index], item_starts[index + 1]
+            if high > low:
+                trip.command("HSET", items, *item_args[low:high])
+            low, high = event_starts[index], event_starts[index + 1]
+            if high > low:
+                trip.command("HSET", digests, *applied[2 * low : 2 * high])
+        self._queue_index_reset(trip, columns.customers)
         await trip.execute()
 
     def _queue_index_reset(self, trip: RoundTrip, customer_ids: Sequence[str]) -> None:

@@ -116,8 +116,8 @@ def plan(uci_frame: pd.DataFrame) -> ReplayPlan:
 
 
 @pytest.fixture(scope="module")
-def expected_states(uci_frame: pd.DataFrame, plan: ReplayPlan) -> dict[str, CustomerState]:
-    return {state.customer_id: state for state in bootstrap_states(uci_frame, plan)}
+def expected_states(uci_frame: pd.DataFrame) -> dict[str, CustomerState]:
+    return {state.customer_id: state for state in bootstrap_states(uci_frame)}
 
 
 @pytest.fixture(scope="module")

@@ -73,7 +73,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
     frame: pd.DataFrame = load_transactions(path)
     plan = build_events(frame)
     train(path, directory / "model")
-    expected = {state.customer_id: state for state in bootstrap_states(frame, plan)}
+    expected = {state.customer_id: state for state in bootstrap_states(frame)}
     return Shop(plan.events, expected, directory / "model")
 
 

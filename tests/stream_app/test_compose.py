@@ -26,6 +26,7 @@ import click
 import pytest
 
 from stream_app.cli.main import cli
+from stream_app.devtools.servers import REDIS_ENCODING
 from stream_app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -222,6 +223,12 @@ def test_redis_keeps_an_append_only_file_on_a_volume() -> None:
     volume = redis["volumes"][0].split(":")[0]
     assert volume in document["volumes"]
     assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+
+
+def test_redis_has_the_encoding_limits_of_the_local_stack() -> None:
+    command = _compose()["services"]["redis"]["command"]
+    pairs = dict(zip(REDIS_ENCODING[::2], REDIS_ENCODING[1::2], strict=True))
+    assert {option: command[command.index(option) + 1] for option in pairs} == pairs
 
 
 def test_services_run_existing_rfm_commands() -> None:

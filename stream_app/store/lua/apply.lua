@@ -1,8 +1,11 @@
 -- Apply order events to customers' states, each event once and atomically.
 -- KEYS[1]: the store epoch. For each event e (1-based), KEYS[4e-2..4e+1]: its customer's state
--- hash, applied-event-id set, per-stock-code items hash and event-id -> content digest hash
--- (one hash tag). ARGV[1]: the epoch the caller works in ('' for no check): when the store's
--- differs (a wiped or rebuilt store) nothing is written and the call fails with RFMLOST.
+-- hash, applied-event-id set (written by earlier releases; only read), per-stock-code items
+-- hash and applied event id -> content digest hash (one hash tag). The digests hash holds every
+-- applied event id, with '' where the event had no digest: it is the idempotency record, and an
+-- id in the set counts as applied too (stores written before the set was dropped).
+-- ARGV[1]: the epoch the caller works in ('' for no check): when the store's differs (a wiped
+-- or rebuilt store) nothing is written and the call fails with RFMLOST.
 -- ARGV[2]: a JSON array with, per event, [event_id, is_return (0/1), occurred_at (epoch s,
 -- text), country, total value (text), stock codes, units per stock code, for returns their
 -- values (else an empty array), content digest ("" for none)].
@@ -69,10 +72,10 @@ local function apply(state, orders, items, digests, event_id, is_return, occurre
   if why then
     return 'invalid:' .. why
   end
-  if redis.call('SISMEMBER', orders, event_id) == 1 then
-    local known = redis.call('HGET', digests, event_id)
-    if known and digest ~= '' and known ~= digest then
-      return 'conflict:' .. known
+  local known_digest = redis.call('HGET', digests, event_id)
+  if known_digest or redis.call('SISMEMBER', orders, event_id) == 1 then
+    if known_digest and known_digest ~= '' and digest ~= '' and known_digest ~= digest then
+      return 'conflict:' .. known_digest
     end
     return 0
   end
@@ -83,10 +86,7 @@ local function apply(state, orders, items, digests, event_id, is_return, occurre
   if n > 0 then
     redis.call('HEXISTS', items, 'b:' .. skus[1])
   end
-  if digest ~= '' then
-    redis.call('HSET', digests, event_id, digest)
-  end
-  redis.call('SADD', orders, event_id)
+  redis.call('HSET', digests, event_id, digest)
   -- A return (or an event with no valid line) from an unknown customer still leaves a record.
   redis.call('HSETNX', state, 'frequency', 0)
   if n == 0 then

@@ -21,11 +21,12 @@ from model_training.data.rfm import compute_rfm, default_reference_time
 from model_training.data.rules import ProductRule
 from model_training.data.synth import generate_transactions, write_transactions
 from stream_app.core.effects import order_effect
-from stream_app.core.events import parse_order_event
+from stream_app.core.events import InvalidEvent, parse_order_event
 from stream_app.core.state import CustomerState
 from stream_app.service.bootstrap import bootstrap_states
 from stream_app.service.order_events import ReplayPlan, build_events
 from stream_app.store.memory import MemoryStore
+from tests.conftest import FrameBuilder
 
 CUSTOMERS = 300
 SEED = 20111210
@@ -126,28 +127,18 @@ def test_edge_customers(stream_states: dict[str, CustomerState]) -> None:
 def test_bootstrap_equals_replaying_every_event(
     frame: pd.DataFrame, plan: ReplayPlan, stream_states: dict[str, CustomerState]
 ) -> None:
-    boot = {state.customer_id: state for state in bootstrap_states(frame, plan)}
+    boot = {state.customer_id: state for state in bootstrap_states(frame)}
     assert boot.keys() == stream_states.keys()
     assert len(boot) >= CUSTOMERS * 0.9
     for customer_id, state in stream_states.items():
         assert_same_state(boot[customer_id], state)
 
 
-def test_bootstrap_builds_its_own_plan_when_not_given(
-    frame: pd.DataFrame, plan: ReplayPlan
-) -> None:
-    with_plan = bootstrap_states(frame, plan)
-    without = bootstrap_states(frame)
-    assert [state.customer_id for state in without] == [state.customer_id for state in with_plan]
-    for left, right in zip(without, with_plan, strict=True):
-        assert_same_state(left, right)
-
-
 def test_bootstrap_follows_the_product_rule(frame: pd.DataFrame, plan: ReplayPlan) -> None:
-    default = {state.customer_id: state for state in bootstrap_states(frame, plan)}
+    default = {state.customer_id: state for state in bootstrap_states(frame)}
     postage_counts = {
         state.customer_id: state
-        for state in bootstrap_states(frame, plan, ProductRule(r"BANK CHARGES|D|M"))
+        for state in bootstrap_states(frame, ProductRule(r"BANK CHARGES|D|M"))
     }
     assert not default["99002"].has_rfm
     assert postage_counts["99002"].has_rfm  # postage only: a purchase under this rule
@@ -188,3 +179,23 @@ def test_stream_rfm_equals_batch_rfm(
         assert state.country == row["country"], customer_id
         first = pd.Timestamp(row["first_purchase"]).tz_localize("UTC").timestamp()
         assert state.first_purchase == first, customer_id
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "problem"),
+    [
+        ("CustomerID", "12 345", "customer_id '12 345'"),
+        ("StockCode", "X" * 65, "sku 'XXX"),
+        ("Quantity", 2_000_000, "event 1: .*quantity"),
+    ],
+)
+def test_bootstrap_refuses_what_the_workers_would_not_apply(
+    make_frame: FrameBuilder, column: str, value: str, problem: str
+) -> None:
+    row = {
+        "InvoiceNo": "1", "StockCode": "85123A", "Description": "HEART", "Quantity": 6,
+        "InvoiceDate": "2011-01-10 10:00:00", "UnitPrice": 2.55, "CustomerID": "17850",
+        "Country": "UK", column: value,
+    }  # fmt: skip
+    with pytest.raises(InvalidEvent, match=problem):
+        bootstrap_states(make_frame([tuple(row.values())]))

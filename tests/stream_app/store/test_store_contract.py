@@ -9,9 +9,11 @@ import pytest
 
 from stream_app.core.effects import OrderEffect
 from stream_app.core.state import CustomerState, ItemTotals
+from stream_app.service.bootstrap import history_columns
 from stream_app.service.ports import SegmentUpdate
 from stream_app.store.memory import MemoryStore
 from stream_app.store.redis_store import RedisStore
+from tests.conftest import FrameBuilder
 from tests.fakes import purchase_effect, return_effect
 
 Store = MemoryStore | RedisStore
@@ -238,6 +240,26 @@ async def test_put_writes_whole_states(store: Store) -> None:
     await store.put([expected])
     assert await store.get("c1") == expected
     assert (await store.apply([purchase("1", 3, ("A", 2, 1.5))])).applied == [False]
+
+
+async def test_put_columns_writes_the_states_the_columns_hold(
+    store: Store, make_frame: FrameBuilder
+) -> None:
+    frame = make_frame(
+        [
+            ("1", "85123A", "HEART", 6, "2011-01-10 10:00:00", 2.55, "c1", "UK"),
+            ("1", "22423", "CAKESTAND", 1, "2011-01-10 10:00:00", 12.75, "c1", "UK"),
+            ("C2", "85123A", "HEART", -2, "2011-01-11 10:00:00", 2.55, "c1", "UK"),
+            ("3", "POST", "POSTAGE", 1, "2011-01-12 10:00:00", 18.0, "c2", "France"),
+        ]
+    )
+    columns, _ = history_columns(frame)
+    await store.put_columns(columns)
+    for state in columns.states():
+        assert await store.get(state.customer_id) == state
+    # Its events are applied: delivered again, they change nothing.
+    again = await store.apply([purchase("1", 3, ("85123A", 6, 15.3))])
+    assert again.applied == [False]
 
 
 async def test_returns_still_match_after_a_bulk_load(store: Store) -> None:
