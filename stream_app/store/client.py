@@ -43,7 +43,7 @@ from stream_app.exceptions import (
     StoreLostError,
     StoreUnavailableError,
 )
-from stream_app.store.packing import packed_pool
+from stream_app.store.packing import PackedConnection, PackedSSLConnection, packed_pool
 
 if TYPE_CHECKING:
     from stream_app.settings import Settings
@@ -141,6 +141,10 @@ def redis_client(
     return aioredis.Redis.from_pool(pool)
 
 
+#: The connection class of a cluster's nodes, without and with TLS.
+_PACKED_CLUSTER = {False: PackedConnection, True: PackedSSLConnection}
+
+
 def cluster_client(
     url: str,
     *,
@@ -167,7 +171,7 @@ def cluster_client(
     """
     addresses = [urlsplit(part.strip()) for part in url.split(",") if part.strip()]
     first = addresses[0]
-    return RedisCluster(
+    client = RedisCluster(
         startup_nodes=[
             ClusterNode(part.hostname or "127.0.0.1", part.port or 6379) for part in addresses
         ],
@@ -186,6 +190,12 @@ def cluster_client(
         socket_keepalive=True,
         ssl_ca_certs=None if ca_certs is None else str(ca_certs),
     )
+    # Commands are packed by hiredis (stream_app.store.packing), on every node's connections.
+    packed = _PACKED_CLUSTER[first.scheme == "rediss"]
+    client.connection_kwargs["connection_class"] = packed
+    for node in client.nodes_manager.startup_nodes.values():
+        node.connection_class = packed
+    return client
 
 
 def configured_client(

@@ -203,6 +203,7 @@ class RedisStore:
         self._lease_due = lua_script(client, "lease_due.lua")
         self._node_counts = lua_script(client, "node_counts.lua")
         self._node_page = lua_script(client, "node_page.lua")
+        self._node_epochs = lua_script(client, "node_epochs.lua")
         self._load = lua_script(client, "load_states.lua")
         self._mark_announced = lua_script(client, "mark_announced.lua")
         self._segment_indexes = lua_script(client, "segment_indexes.lua")
@@ -723,13 +724,9 @@ class RedisStore:
     async def _cluster_counts(self) -> list[list[Any]]:
         """The counts of every hash slot, one call per node (node_counts.lua), which builds
         a slot's indexes first where they are missing."""
-        await call(self.client.initialize())
-        by_node: dict[str, tuple[Any, list[int]]] = {}
-        for slot, nodes in sorted(self.client.nodes_manager.slots_cache.items()):
-            by_node.setdefault(nodes[0].name, (nodes[0], []))[1].append(slot)
         keys = self.slot_keys
         trip = self._trip(writes=False)
-        for node, slots in by_node.values():
+        for node, slots in await self._slots_by_node():
             names = [
                 name
                 for slot in slots
@@ -879,21 +876,32 @@ class RedisStore:
     async def _create_slot_epochs(self, epoch: int) -> int:
         """On a cluster: the epoch, also written in every hash slot (apply.lua checks the
         slot's). A store with a slot's epoch missing or another than the store's has lost
-        part of itself (a node wiped): it gets ``epoch`` as a new store would."""
-        keys, slots = self.keys, range(REDIS_CLUSTER_HASH_SLOTS)
-        trip = self._trip(writes=False)
-        trip.command("GET", keys.epoch)
-        for slot in slots:
-            trip.command("GET", self.slot_keys.slot_epoch(slot))
-        current, *per_slot = await trip.execute()
-        if current is not None and all(value == current for value in per_slot):
-            return int(current)
+        part of itself (a node wiped): it gets ``epoch`` as a new store would. One call per
+        node (node_epochs.lua)."""
+        current = await self.epoch()
+        by_node = await self._slots_by_node()
+        if current is not None:
+            trip = self._trip(writes=False)
+            for node, slots in by_node:
+                names = [self.slot_keys.slot_epoch(slot) for slot in slots]
+                trip.node_script(self._node_epochs, node, [f"check:{current}", *names])
+            if not any(await trip.execute()):
+                return current
         trip = self._trip()
-        trip.command("SET", keys.epoch, epoch)
-        for slot in slots:
-            trip.command("SET", self.slot_keys.slot_epoch(slot), epoch)
+        trip.command("SET", self.keys.epoch, epoch)
+        for node, slots in by_node:
+            names = [self.slot_keys.slot_epoch(slot) for slot in slots]
+            trip.node_script(self._node_epochs, node, [f"set:{epoch}", *names])
         await trip.execute()
         return epoch
+
+    async def _slots_by_node(self) -> list[tuple[Any, list[int]]]:
+        """The cluster's masters, each with the hash slots it serves, in slot order."""
+        await call(self.client.initialize())
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for slot, nodes in sorted(self.client.nodes_manager.slots_cache.items()):
+            by_node.setdefault(nodes[0].name, (nodes[0], []))[1].append(slot)
+        return list(by_node.values())
 
     async def has_state(self) -> bool:
         keys = self.keys
