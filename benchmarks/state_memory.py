@@ -1,6 +1,6 @@
 """Redis memory per customer, by kind of key, beside the bytes the state must hold.
 
-Usage: ``python benchmarks/state_memory.py [UCI_FILE] [--synthetic N] [--chunk C]
+Usage: ``python benchmarks/state_memory.py [UCI_FILE] [--model DIR] [--synthetic N] [--chunk C]
 [--hash-max-listpack-entries E]`` (default file: ``$RFM_UCI_PATH`` or
 ``../shared/data/online_retail.csv.gz``).
 
@@ -9,8 +9,10 @@ with its encoding limits; ``--hash-max-listpack-entries`` sets another limit for
 builds the state:
 
 - by default, of the UCI file: its full replay, in the worker's batches, fed to the worker's
-  :class:`BatchProcessor` (no model: state only); it also prints the time Redis spent in the
-  scripts per event (``INFO commandstats``), what the encoding limits cost in speed;
+  :class:`BatchProcessor` (no model: state only; with ``--model DIR``, a model `rfm train`
+  wrote, scored as the worker scores, so that the segment history, the due set and the
+  segment member index are there too and measured); it also prints the time Redis spent in
+  the scripts per event (``INFO commandstats``), what the encoding limits cost in speed;
 - with ``--synthetic N``, of N synthetic customers (:mod:`model_training.data.synth`),
   generated ``--chunk`` customers at a time (default 20,000; each chunk's ids shifted so that
   they do not collide) and written by ``rfm bootstrap``'s bulk write, which leaves the state a
@@ -44,6 +46,7 @@ import pandas as pd
 
 from model_training.data.loading import load_transactions, normalise_frame
 from model_training.data.synth import generate_transactions
+from model_training.model.artifact import LoadedModel, load_model
 from stream_app.core.columns import StateColumns
 from stream_app.core.effects import DIGEST_BYTES
 from stream_app.core.events import DeadLetter
@@ -74,6 +77,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "path", nargs="?", type=Path, default=Path(os.environ.get("RFM_UCI_PATH", default))
     )
+    parser.add_argument("--model", type=Path, default=None, help="score with this model")
     parser.add_argument("--synthetic", type=int, default=0, help="synthetic customers instead")
     parser.add_argument("--chunk", type=int, default=20_000, help="synthetic customers at once")
     parser.add_argument(
@@ -101,8 +105,10 @@ def floor(columns: StateColumns) -> Counter[str]:
     )
 
 
-async def replay(store: RedisStore, events: list[tuple[bytes, bytes]]) -> None:
-    processor = BatchProcessor(store, NoPublisher(), lambda: None)
+async def replay(
+    store: RedisStore, events: list[tuple[bytes, bytes]], model: LoadedModel | None
+) -> None:
+    processor = BatchProcessor(store, NoPublisher(), lambda: model)
     for first in range(0, len(events), BATCH):
         block = events[first : first + BATCH]
         await processor.handle(
@@ -133,7 +139,10 @@ async def build(url: str, options: argparse.Namespace) -> tuple[Counter[str], in
         if not options.synthetic:
             frame = load_transactions(options.path)
             events = build_events(frame).events
-            await replay(store, events)
+            model = None if options.model is None else load_model(options.model)
+            await replay(store, events, model)
+            if model is not None:
+                await store.ensure_indexes()  # as a worker builds them at start
             columns, _ = history_columns(frame)
             return floor(columns), len(events)
         raw: Counter[str] = Counter()
@@ -161,7 +170,7 @@ async def report(url: str, raw: Counter[str], events: int, replayed: bool) -> No
             for name in names:
                 trip.memory_usage(name, samples=0)
             for name, size in zip(names, await trip.execute(), strict=True):
-                kind = name.rsplit(":", 1)[1]
+                kind = name.rsplit(":", 1)[1] if name.startswith("rfm:{") else name.split(":")[1]
                 usage[kind] += size or 0
                 keys[kind] += 1
             names.clear()
@@ -170,6 +179,13 @@ async def report(url: str, raw: Counter[str], events: int, replayed: bool) -> No
             names.append(name)
             if len(names) == 5_000:
                 await measure()
+        await measure()
+        # The service-wide structures with an entry per customer (with a model only).
+        async for name in client.scan_iter(match="rfm:segment:*", count=5_000):
+            names.append(name)
+        await measure()
+        if await client.exists("rfm:due"):
+            names.append("rfm:due")
         await measure()
         customers = keys["state"]
         info = await client.info("memory")
