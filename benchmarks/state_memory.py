@@ -38,37 +38,24 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from replaying import BATCH, feed  # benchmarks/replaying.py, beside this script
 
 from model_training.data.loading import load_transactions, normalise_frame
 from model_training.data.synth import generate_transactions
 from model_training.model.artifact import LoadedModel, load_model
 from stream_app.core.columns import StateColumns
 from stream_app.core.effects import DIGEST_BYTES
-from stream_app.core.events import DeadLetter
 from stream_app.devtools.processes import terminate
 from stream_app.devtools.servers import redis_url, start_redis
 from stream_app.service.bootstrap import history_columns
 from stream_app.service.order_events import build_events
-from stream_app.service.ports import ChangeMessage, RawMessage
-from stream_app.service.processor import BatchProcessor
-from stream_app.settings import Settings
 from stream_app.store.redis_store import RedisStore
 
 ROOT = Path(__file__).resolve().parents[1]
-BATCH = Settings().batch_size
-
-
-class NoPublisher:
-    async def publish_changes(self, changes: Sequence[ChangeMessage]) -> None:
-        return None
-
-    async def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        return None
 
 
 def arguments() -> argparse.Namespace:
@@ -108,14 +95,11 @@ def floor(columns: StateColumns) -> Counter[str]:
 async def replay(
     store: RedisStore, events: list[tuple[bytes, bytes]], model: LoadedModel | None
 ) -> None:
-    processor = BatchProcessor(store, NoPublisher(), lambda: model)
-    for first in range(0, len(events), BATCH):
-        block = events[first : first + BATCH]
-        await processor.handle(
-            [RawMessage(key, value, "orders", 0, first + n) for n, (key, value) in enumerate(block)]
-        )
-        if first // BATCH % 20 == 0:
-            log(f"  {first + len(block):,} of {len(events):,} events replayed")
+    def progress(done: int) -> None:
+        if done // BATCH % 20 == 1:
+            log(f"  {done:,} of {len(events):,} events replayed")
+
+    await feed(store, events, model, progress)
 
 
 def synthetic_chunk(index: int, customers: int) -> pd.DataFrame:

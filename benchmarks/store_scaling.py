@@ -27,28 +27,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from stream_app.core.events import DeadLetter
+from replaying import BATCH, feed  # benchmarks/replaying.py, beside this script
+
 from stream_app.devtools.cluster import start_cluster
 from stream_app.devtools.processes import ProcessInfo, terminate
 from stream_app.devtools.servers import redis_url, start_redis
 from stream_app.service.order_events import plan_replay
-from stream_app.service.ports import ChangeMessage, RawMessage
-from stream_app.service.processor import BatchProcessor
-from stream_app.settings import Settings
 from stream_app.store.client import cluster_client, redis_client
 from stream_app.store.keys import Keys
 from stream_app.store.redis_store import RedisStore
 
 ROOT = Path(__file__).resolve().parents[1]
-BATCH = Settings().batch_size
-
-
-class NoPublisher:
-    async def publish_changes(self, changes: Sequence[ChangeMessage]) -> None:
-        return None
-
-    async def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        return None
 
 
 def arguments() -> argparse.Namespace:
@@ -81,17 +70,9 @@ def redis_cpu(nodes: Sequence[ProcessInfo]) -> float:
     return total
 
 
-async def feed(store: RedisStore, events: list[tuple[bytes, bytes]]) -> None:
-    processor = BatchProcessor(store, NoPublisher(), lambda: None)
+async def feed_and_close(store: RedisStore, events: list[tuple[bytes, bytes]]) -> None:
     async with store:
-        for first in range(0, len(events), BATCH):
-            block = events[first : first + BATCH]
-            await processor.handle(
-                [
-                    RawMessage(key, value, "orders", 0, first + n)
-                    for n, (key, value) in enumerate(block)
-                ]
-            )
+        await feed(store, events)
 
 
 def measure(
@@ -100,7 +81,7 @@ def measure(
     cpu_redis = redis_cpu(nodes)
     cpu_ours = time.process_time()
     started = time.perf_counter()
-    asyncio.run(feed(store, events))
+    asyncio.run(feed_and_close(store, events))
     wall = time.perf_counter() - started
     figures = {
         "ours": (time.process_time() - cpu_ours) / len(events),

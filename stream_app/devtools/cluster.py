@@ -19,7 +19,7 @@ from pathlib import Path
 
 from stream_app.devtools.network import HOST, PROBES, free_port, port_free
 from stream_app.devtools.processes import ProcessInfo, exit_code, spawn, terminate
-from stream_app.devtools.servers import find_redis_server
+from stream_app.devtools.servers import redis_argv
 from stream_app.exceptions import StackError, StackStartError
 
 __all__ = [
@@ -56,27 +56,13 @@ def _cluster_port() -> int:
 
 def _node_argv(port: int, directory: Path, aof: bool) -> list[str]:
     return [
-        str(find_redis_server()),
-        "--port",
-        str(port),
-        "--bind",
-        HOST,
-        "--save",
-        "",
-        "--dir",
-        str(directory.resolve()),
-        "--daemonize",
-        "no",
+        *redis_argv(port, directory, aof),
         "--cluster-enabled",
         "yes",
         "--cluster-config-file",
         "nodes.conf",
         "--cluster-node-timeout",
         str(NODE_TIMEOUT_MS),
-        "--appendonly",
-        "yes" if aof else "no",
-        "--appendfsync",
-        "everysec",
     ]
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "find_redis_server",
     "find_tansu",
     "kafka_bootstrap",
+    "redis_argv",
     "redis_url",
     "start_redis",
     "start_server",
@@ -106,6 +107,12 @@ def _argv(name: str, port: int, directory: Path, aof: bool) -> list[str]:
             "--storage-engine",
             "memory://tansu/",
         ]
+    return redis_argv(port, directory, aof)
+
+
+def redis_argv(port: int, directory: Path, aof: bool) -> list[str]:
+    """The command line of a local redis-server: no snapshots, AOF only if asked, the
+    encoding limits :data:`REDIS_ENCODING`."""
     argv = [
         str(find_redis_server()),
         "--port",

@@ -58,6 +58,19 @@ class UniqueNames:
         """A Redis key prefix of this test's own."""
         return f"t{self.suffix}"
 
+    def settings(self, stack: StackInfo) -> Settings:
+        """Settings pointing at ``stack``, with these names."""
+        return stack.settings(
+            app_id=self.app_id,
+            orders_topic=self.topic("orders"),
+            changes_topic=self.topic("segment-changes"),
+            dlq_topic=self.topic("orders.dlq"),
+            key_prefix=self.key_prefix,
+            session_timeout_s=10.0,
+            # Retraining only when a test asks for it, so results follow the model it trained.
+            retrain_interval_s=0.0,
+        )
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
@@ -93,16 +106,7 @@ def unique_names() -> UniqueNames:
 @pytest.fixture
 def stack_settings(stack: StackInfo, unique_names: UniqueNames) -> Settings:
     """Settings pointing at the session's stack, with this test's own names."""
-    return stack.settings(
-        app_id=unique_names.app_id,
-        orders_topic=unique_names.topic("orders"),
-        changes_topic=unique_names.topic("segment-changes"),
-        dlq_topic=unique_names.topic("orders.dlq"),
-        key_prefix=unique_names.key_prefix,
-        session_timeout_s=10.0,
-        # Retraining only when a test asks for it, so results follow the model it trained.
-        retrain_interval_s=0.0,
-    )
+    return unique_names.settings(stack)
 
 
 @pytest.fixture(scope="module")

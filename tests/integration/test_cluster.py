@@ -61,15 +61,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
 
 @pytest.fixture
 def cluster_settings(cluster: StackInfo, unique_names: UniqueNames) -> Settings:
-    return cluster.settings(
-        app_id=unique_names.app_id,
-        orders_topic=unique_names.topic("orders"),
-        changes_topic=unique_names.topic("segment-changes"),
-        dlq_topic=unique_names.topic("orders.dlq"),
-        key_prefix=unique_names.key_prefix,
-        session_timeout_s=10.0,
-        retrain_interval_s=0.0,
-    )
+    return unique_names.settings(cluster)
 
 
 def _role(node: ProcessInfo) -> list[str]:
