@@ -118,6 +118,13 @@ class Settings(BaseSettings):
     app_id: str = Field("rfm-segments", description="Kafka consumer group of the workers")
     clock: Clock = Clock.EVENT
     batch_size: int = Field(500, ge=1, description="Events applied per Redis round trip")
+    history_length: int = Field(
+        50,
+        ge=1,
+        le=1000,
+        description="Segment changes kept per customer (rfm:{id}:history, about 300 bytes "
+        "each: the largest part of a long-lived customer's memory, see docs/sizing.md)",
+    )
     batch_window_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch")
     fetch_wait_ms: int = Field(
         100, ge=1, description="Longest wait of the worker's fetch requests when little flows"

@@ -226,6 +226,7 @@ class RedisStore:
         return cls(
             configured_client(settings),
             keys_for(settings),
+            max_history=settings.history_length,
             wait_replicas=settings.redis_wait_replicas,
         )
 
