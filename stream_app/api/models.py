@@ -119,7 +119,8 @@ class CustomerRow(_Body):
 
 
 class SegmentMembers(_Body):
-    """One page of a segment's customers, in id order."""
+    """One page of a segment's customers, in id order (on a Redis Cluster: by hash slot,
+    then id)."""
 
     segment: str
     customers: list[CustomerRow]

@@ -10,17 +10,25 @@ it covers.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import os
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 
+from model_training.data.loading import load_transactions
+from model_training.data.synth import generate_transactions, write_transactions
 from model_training.model.artifact import load_model
+from model_training.pipeline import train
+from stream_app.core.events import SegmentChange
 from stream_app.core.state import CustomerState
 from stream_app.devtools.cluster import wait_until_served
 from stream_app.devtools.processes import ProcessInfo
@@ -29,8 +37,9 @@ from stream_app.devtools.stack import LocalStack
 from stream_app.kafka.clock_events import publish_clock_event
 from stream_app.kafka.replay import publish_events, wait_until_processed
 from stream_app.service.bootstrap import load_history
-from stream_app.service.order_events import ReplayPlan
+from stream_app.service.order_events import ReplayPlan, build_events
 from stream_app.settings import Settings
+from stream_app.store.keys import slot_of
 from tests.integration.conftest import UniqueNames
 from tests.integration.streaming import (
     LATER,
@@ -41,7 +50,9 @@ from tests.integration.streaming import (
     export,
     full_states,
     on_store,
+    read_topic,
     replay,
+    running_server,
     running_worker,
     wait_for,
     wait_until_settled,
@@ -207,3 +218,54 @@ def test_no_offset_is_stored_before_a_replica_holds_the_writes(
         assert sum(on_store(settings, lambda store: store.offsets()).values()) > sum(
             stored.values()
         )
+
+
+def test_the_profile_api_reads_a_cluster_as_it_reads_one_redis(
+    cluster_settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "transactions.csv.gz"
+    write_transactions(generate_transactions(customers=120, seed=31), path)
+    train(path, tmp_path / "model")
+    settings = cluster_settings.model_copy(update={"model_dir": tmp_path / "model"})
+    with running_worker(settings, tmp_path / "worker.log"):
+        replay(settings, build_events(load_transactions(path)).events, timeout_s=120)
+        topic = [
+            SegmentChange.model_validate_json(value)
+            for _, value in read_topic(settings, settings.changes_topic)
+        ]
+    clock = on_store(settings, lambda store: store.clock())
+    assert clock is not None
+    frame = export(settings, clock, None)
+    segmented = frame[frame["segment"] != ""]
+    with running_server(settings, tmp_path / "serve.log") as base:
+        client = httpx.Client(base_url=base, timeout=30.0)
+        segments = {
+            s["name"]: s["customers"] for s in client.get("/v1/segments").json()["segments"]
+        }
+        assert {name: n for name, n in segments.items() if n} == dict(Counter(segmented["segment"]))
+        for name, members in segmented.groupby("segment"):
+            # Paged slot by slot, 7 at a time: every member once, in the cluster's page order.
+            ids: list[str] = []
+            cursor: str | None = None
+            while True:
+                page = client.get(
+                    f"/v1/segments/{name}/customers",
+                    params={"limit": 7, **({"cursor": cursor} if cursor else {})},
+                ).json()
+                ids += [customer["customer_id"] for customer in page["customers"]]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            assert ids == sorted(members["customer_id"], key=lambda c: (slot_of(c), c))
+            text = client.get(f"/v1/segments/{name}/customers.csv").text
+            assert [row["customer_id"] for row in csv.DictReader(io.StringIO(text))] == ids
+        distinct = {(c.customer_id, c.sequence): c for c in topic}
+        flows = client.get("/v1/flows").json()["flows"]
+        assert {
+            (f["from_segment"], f["to_segment"], f["reason"]): f["customers"] for f in flows
+        } == (dict(Counter((c.previous_segment, c.segment, c.reason) for c in distinct.values())))
+        days = client.get("/v1/segments/daily").json()["days"]
+        assert {k: v for k, v in days[-1]["segments"].items() if v} == {
+            name: n for name, n in segments.items() if n
+        }
+        client.close()
