@@ -58,14 +58,20 @@ class UniqueNames:
         """A Redis key prefix of this test's own."""
         return f"t{self.suffix}"
 
+    def fields(self) -> dict[str, str]:
+        """The settings these names fill: consumer group, topics and key prefix."""
+        return {
+            "app_id": self.app_id,
+            "orders_topic": self.topic("orders"),
+            "changes_topic": self.topic("segment-changes"),
+            "dlq_topic": self.topic("orders.dlq"),
+            "key_prefix": self.key_prefix,
+        }
+
     def settings(self, stack: StackInfo) -> Settings:
         """Settings pointing at ``stack``, with these names."""
         return stack.settings(
-            app_id=self.app_id,
-            orders_topic=self.topic("orders"),
-            changes_topic=self.topic("segment-changes"),
-            dlq_topic=self.topic("orders.dlq"),
-            key_prefix=self.key_prefix,
+            **self.fields(),
             session_timeout_s=10.0,
             # Retraining only when a test asks for it, so results follow the model it trained.
             retrain_interval_s=0.0,

@@ -74,11 +74,7 @@ def module(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     names = UniqueNames("observability")
     settings = stack.settings(
         redis_url=redis_url(redis.port),
-        app_id=names.app_id,
-        orders_topic=names.topic("orders"),
-        changes_topic=names.topic("segment-changes"),
-        dlq_topic=names.topic("orders.dlq"),
-        key_prefix=names.key_prefix,
+        **names.fields(),
         model_dir=directory / "model",
         session_timeout_s=10.0,
         retrain_interval_s=0.0,

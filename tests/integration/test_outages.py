@@ -142,11 +142,7 @@ def _settings(servers: Servers, shop: Shop) -> Settings:
     return Settings(
         kafka_bootstrap=kafka_bootstrap(servers.kafka.port),
         redis_url=redis_url(servers.redis.port),
-        app_id=names.app_id,
-        orders_topic=names.topic("orders"),
-        changes_topic=names.topic("segment-changes"),
-        dlq_topic=names.topic("orders.dlq"),
-        key_prefix=names.key_prefix,
+        **names.fields(),
         model_dir=shop.model_dir,
         session_timeout_s=10.0,
         batch_size=50,

@@ -82,11 +82,7 @@ class Secured:
             kafka_ssl_cafile=self.ca,
             redis_url=f"rediss://rfm:{REDIS_PASSWORD}@{HOST}:{self.redis_port}/0",
             redis_ssl_ca_certs=self.ca,
-            app_id=names.app_id,
-            orders_topic=names.topic("orders"),
-            changes_topic=names.topic("segment-changes"),
-            dlq_topic=names.topic("orders.dlq"),
-            key_prefix=KEY_PREFIX,
+            **{**names.fields(), "key_prefix": KEY_PREFIX},  # the ACL user's keys
             session_timeout_s=6.0,
             retrain_interval_s=0.0,
         )
