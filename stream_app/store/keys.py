@@ -260,10 +260,6 @@ class ClusterKeys(Keys):
         return [f"{self.prefix}:counters:{{{slot_tag(i * step)}}}" for i in range(COUNTER_SHARDS)]
 
     @property
-    def customers(self) -> str:
-        return self._global("customers")
-
-    @property
     def clock(self) -> str:
         return self._global("clock")
 

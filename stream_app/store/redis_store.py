@@ -446,13 +446,11 @@ class RedisStore:
         # cursor is "NODE:CURSOR": the nodes in the order of the slots they serve, each
         # scanned in turn (a failover keeps the order: the replica serves its master's slots).
         pattern = self.keys.state_pattern()
-        if self.cluster:
-            await call(self.client.initialize())  # learn the nodes, if not yet
         node_index, _, position_text = cursor.rpartition(":")
         node, position = int(node_index or 0), int(position_text)
         while True:
             if self.cluster:
-                nodes = self._primaries_by_slot()
+                nodes = [primary for primary, _ in await self._slots_by_node()]
                 if node >= len(nodes):
                     return
                 positions, names = await call(
@@ -475,15 +473,6 @@ class RedisStore:
             yield after, [state for state in loaded if state is not None]
             if done:
                 return
-
-    def _primaries_by_slot(self) -> list[Any]:
-        """The cluster's masters, in the order of the first slot each serves."""
-        firsts: dict[str, tuple[int, Any]] = {}
-        for slot, nodes in self.client.nodes_manager.slots_cache.items():
-            primary = nodes[0]
-            if primary.name not in firsts or slot < firsts[primary.name][0]:
-                firsts[primary.name] = (slot, primary)
-        return [node for _, node in sorted(firsts.values(), key=lambda pair: pair[0])]
 
     async def put(self, states: Sequence[CustomerState]) -> None:
         """Write whole states (items and event ids included), replacing what is there."""
@@ -782,17 +771,14 @@ class RedisStore:
         """On one Redis: build the segment indexes where they are missing, then read ``what``
         of them (segment_indexes.lua): one script, so a page or a count never sees half an
         index. One reply, in a list."""
-        trip = self._trip(writes=False)
-        self._queue_segment_read(trip, what, *args)
-        return await trip.execute()
-
-    def _queue_segment_read(self, trip: RoundTrip, what: str, *args: Any) -> None:
         keys = self.keys
+        trip = self._trip(writes=False)
         trip.script(
             self._segment_indexes,
             [keys.segments, keys.indexed],
             [keys.state_pattern(), keys.prefix, what, *args],
         )
+        return await trip.execute()
 
     async def flows(
         self, since: str | None = None, until: str | None = None
@@ -880,18 +866,19 @@ class RedisStore:
         part of itself (a node wiped): it gets ``epoch`` as a new store would. One call per
         node (node_epochs.lua)."""
         current = await self.epoch()
-        by_node = await self._slots_by_node()
+        by_node = [
+            (node, [self.slot_keys.slot_epoch(slot) for slot in slots])
+            for node, slots in await self._slots_by_node()
+        ]
         if current is not None:
             trip = self._trip(writes=False)
-            for node, slots in by_node:
-                names = [self.slot_keys.slot_epoch(slot) for slot in slots]
+            for node, names in by_node:
                 trip.node_script(self._node_epochs, node, [f"check:{current}", *names])
             if not any(await trip.execute()):
                 return current
         trip = self._trip()
         trip.command("SET", self.keys.epoch, epoch)
-        for node, slots in by_node:
-            names = [self.slot_keys.slot_epoch(slot) for slot in slots]
+        for node, names in by_node:
             trip.node_script(self._node_epochs, node, [f"set:{epoch}", *names])
         await trip.execute()
         return epoch

@@ -50,6 +50,10 @@ class ReplicaWait:
             return self.replicas
         return min(self.replicas, known[0])
 
+    def targets(self, nodes: Sequence[Any]) -> list[tuple[Any, int]]:
+        """Each of ``nodes`` with the replicas to wait for there, leaving out those with none."""
+        return [(node, wanted) for node in nodes if (wanted := self.wanted(node))]
+
     def learn(self, node: Any, connected: int) -> None:
         """Remember that ``node`` has ``connected`` replicas."""
         self._known[node.name] = (connected, time.monotonic())
@@ -160,33 +164,34 @@ class RoundTrip:
                 pipe.execute_command(name, *args[:-1], target_nodes=args[-1].node)
             else:
                 pipe.execute_command(name, *args)
-        wait = self.wait
-        nodes = [] if wait is None else [n for n in self.client.get_primaries() if wait.wanted(n)]
-        for node in nodes:
+        # Each master and the replicas to wait for there (none: not waited on).
+        waits = [] if self.wait is None else self.wait.targets(self.client.get_primaries())
+        for node, wanted in waits:
             # After the node's commands, on their connection. A node this round trip wrote
             # nothing to answers at once: WAIT waits for the connection's own writes.
-            assert wait is not None
-            pipe.execute_command("WAIT", wait.wanted(node), WAIT_TIMEOUT_MS, target_nodes=node)
+            pipe.execute_command("WAIT", wanted, WAIT_TIMEOUT_MS, target_nodes=node)
         try:
             replies: list[Any] = await call(pipe.execute(raise_on_error=False))
         finally:
             # Give the connection back to the pool even when the call failed.
             await pipe.reset()
-        if nodes:
+        if waits:
             acks = replies[len(queued) :]
             del replies[len(queued) :]
-            await self._check_replicated(nodes, acks)
+            await self._check_replicated(waits, acks)
         return replies
 
-    async def _check_replicated(self, nodes: Sequence[Any], acks: Sequence[Any]) -> None:
+    async def _check_replicated(
+        self, waits: Sequence[tuple[Any, int]], acks: Sequence[Any]
+    ) -> None:
         """Fail unless every node's writes reached its replicas (those connected to it)."""
         wait = self.wait
         assert wait is not None
-        for node, ack in zip(nodes, acks, strict=True):
+        for (node, wanted), ack in zip(waits, acks, strict=True):
             if isinstance(ack, Exception):
                 with redis_errors():
                     raise ack
-            if int(ack) >= wait.wanted(node):
+            if int(ack) >= wanted:
                 continue
             info = await call(self.client.info("replication", target_nodes=node))
             connected = int(info.get(node.name, info).get("connected_slaves", 0))
